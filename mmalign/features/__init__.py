@@ -1,0 +1,1 @@
+"""Feature extraction: one module per modality, each a plug registered in ``base``."""
