@@ -25,7 +25,7 @@ from mmalign.io.folder import KGFolderInput
 from mmalign.io.images import local_name
 from mmalign.io.records import BadLines, KGRecords
 from mmalign.report import SILENT, Reporter
-from mmalign.workspace import FORMAT, KG_NAMES, KGData, Workspace, read_manifest
+from mmalign.workspace import FORMAT, KG_NAMES, KGData, Workspace, read_manifest, recover_leftovers
 
 FORMAT_CHOICES = ("auto", "kg", *FORMATS)
 
@@ -69,6 +69,7 @@ def ingest(
         "format": layout_format(layout),
         "skip_bad_lines": skip_bad_lines,
     }
+    recover_leftovers(Path(workdir))
     old = read_manifest(workdir) if Path(workdir).is_dir() else None
     sources = layout.sources()
     fingerprints = _fingerprint(sources, old if _same_options(old, options) else None)

@@ -16,6 +16,7 @@ was parsed; :mod:`mmalign.ingest` decides what to write and when.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -258,6 +259,30 @@ def read_manifest(path: str | Path) -> dict[str, Any] | None:
         return json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise MMAlignError(f"damaged manifest ({error.msg}); re-run `mmalign ingest`", file, error.lineno) from None
+
+
+def recover_leftovers(path: Path) -> None:
+    """Undo what a killed ingest left beside ``path``: its temp folder goes; if it died between
+    the two renames of the swap, the previous workspace is put back (it may hold runs)."""
+    path = Path(path)
+    for sibling in sorted(path.parent.glob(f"{glob.escape(path.name)}.*-*")):
+        kind, _, pid = sibling.name[len(path.name) + 1 :].partition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if kind == "old" and not path.exists():
+            os.rename(sibling, path)
+        else:
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _swap_into_place(new: Path, path: Path) -> None:

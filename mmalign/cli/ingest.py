@@ -49,7 +49,7 @@ def ingest_command(
     if result.up_to_date:
         stderr.print(f"workspace up to date: {workdir}", highlight=False)
     if not quiet:
-        stderr.print(summary_table(result.workspace.manifest, result.seconds))
+        stderr.print(summary_table(result.workspace.manifest, workdir, result.seconds))
 
 
 @app.command("info")
@@ -63,16 +63,16 @@ def info_command(
     if as_json:
         typer.echo(json.dumps(manifest["counts"], indent=2, ensure_ascii=False))
         return
-    stderr.print(summary_table(manifest, manifest.get("seconds")))
+    stderr.print(summary_table(manifest, workdir, manifest.get("seconds")))
     features = manifest.get("features") or {}
     if features:
         stderr.print(f"features: {', '.join(sorted(features))}", highlight=False)
 
 
-def summary_table(manifest: dict[str, Any], seconds: Optional[float]) -> Table:
+def summary_table(manifest: dict[str, Any], workdir: Path, seconds: Optional[float]) -> Table:
     """Counts per KG, gold pairs and time taken, as a rich table."""
     counts = manifest["counts"]
-    table = Table(title=f"workspace ({', '.join(manifest['options']['inputs'])})", title_justify="left")
+    table = Table(title=f"workspace {workdir}", title_justify="left")
     table.add_column("")
     table.add_column("KG1", justify="right")
     table.add_column("KG2", justify="right")

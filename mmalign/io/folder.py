@@ -70,16 +70,17 @@ class KGFolderInput:
         for path in self.rdf:
             reporter.info(f"reading {path}")
             read_rdf(path, records, bad)
-        tsv = self.tsv
-        if "triples.tsv" in tsv:
-            records.triples.extend((h, r, t) for _, (h, r, t) in read_rows(tsv["triples.tsv"], 3, bad))
-        if "attributes.tsv" in tsv:
-            rows = read_rows(tsv["attributes.tsv"], 3, bad, optional_last=True)
-            records.attributes.extend((e, a, v, "") for _, (e, a, v) in rows)
-        if "names.tsv" in tsv:
-            records.names.extend((e, n, "") for _, (e, n) in read_rows(tsv["names.tsv"], 2, bad))
-        if "images.tsv" in tsv:
-            records.images.extend(self._listed_images(tsv["images.tsv"], bad))
+        for name, path in self.tsv.items():
+            reporter.info(f"reading {path}")
+            if name == "triples.tsv":
+                records.triples.extend((h, r, t) for _, (h, r, t) in read_rows(path, 3, bad))
+            elif name == "attributes.tsv":
+                rows = read_rows(path, 3, bad, optional_last=True)
+                records.attributes.extend((e, a, v, "") for _, (e, a, v) in rows)
+            elif name == "names.tsv":
+                records.names.extend((e, n, "") for _, (e, n) in read_rows(path, 2, bad))
+            else:
+                records.images.extend(self._listed_images(path, bad))
         records.image_files = [(name, str(path)) for name, path in self.image_files]
         return records
 
