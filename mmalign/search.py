@@ -161,6 +161,34 @@ def rank_of_targets(
     return ranks
 
 
+def rank_pairs(
+    left: Tensor,
+    right: Tensor,
+    pairs: Tensor,
+    *,
+    csls_k: int = 0,
+    all_candidates: bool = False,
+    block: int = 4096,
+    reporter: Reporter = SILENT,
+) -> Tensor:
+    """Ranks of gold pairs ``(P, 2)`` (row of ``left``, row of ``right``), one per pair.
+
+    The papers' protocol: the queries are the distinct left entities of the pairs and the
+    candidates the distinct right ones, each used once (so CSLS sees each entity once even
+    when gold is one-to-many); ``all_candidates`` ranks against every row of ``right``.
+    """
+    pairs = torch.as_tensor(pairs, dtype=torch.int64).reshape(-1, 2)
+    queries, query_rows = torch.unique(pairs[:, 0], return_inverse=True)
+    if all_candidates:
+        candidates, targets = right, pairs[:, 1]
+    else:
+        kept, targets = torch.unique(pairs[:, 1], return_inverse=True)
+        candidates = right[kept]
+    return rank_of_targets(
+        left[queries], candidates, targets, csls_k=csls_k, block=block, query_rows=query_rows, reporter=reporter
+    )
+
+
 def one_to_one(scores: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
     """A 1:1 matching from top-k lists: greedy by score, best pair first.
 

@@ -168,3 +168,17 @@ def test_one_to_one_is_a_stable_matching(csls_k: int) -> None:
     for q in range(len(scores)):  # no blocking pair: someone always holds something at least as good
         for s, c in zip(scores[q].tolist(), indices[q].tolist()):
             assert query_score.get(q, -9.0) >= s or cand_score.get(c, -9.0) >= s
+
+
+@pytest.mark.parametrize("all_candidates", [False, True])
+def test_rank_pairs_uses_each_entity_once(all_candidates: bool) -> None:
+    left, right = unit(12, 16, seed=17), unit(15, 16, seed=18)
+    # left 3 has two gold targets; right 9 is listed twice; right 0..14 minus gold are extra.
+    pairs = torch.tensor([[3, 9], [1, 2], [3, 4], [7, 9], [0, 11]])
+    ranks = search.rank_pairs(left, right, pairs, csls_k=2, all_candidates=all_candidates)
+    cands = np.arange(15) if all_candidates else np.array([2, 4, 9, 11])
+    ref = reference_scores(left[[0, 1, 3, 7]], right[cands], 2)
+    row = {0: 0, 1: 1, 3: 2, 7: 3}
+    col = {int(c): i for i, c in enumerate(cands)}
+    expected = [1 + int((ref[row[a]] > ref[row[a], col[b]]).sum()) for a, b in pairs.tolist()]
+    assert ranks.tolist() == expected
