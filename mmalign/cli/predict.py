@@ -56,7 +56,7 @@ def evaluate_command(
     workdir: Path = WORKDIR_OPTION,
     run: Optional[Path] = RUN_OPTION,
     all_candidates: bool = typer.Option(
-        False, "--all-candidates", help="Rank against every KG2 entity, not only the gold targets (the papers' protocol)."
+        False, "--all-candidates", help="Rank against every KG2 entity; default: only the gold targets, as in the papers."
     ),
     csls: Optional[int] = CSLS_OPTION,
     skip_unknown: bool = typer.Option(
