@@ -6,7 +6,8 @@ text, empty for plain and ``xsd:string`` literals). Literals of the label predic
 (``rdfs:label``, ``skos:prefLabel``, ``foaf:name``, ``schema:name``) are names as well.
 Graph names of quads are ignored. Blank nodes become entities ``_:FILE#LABEL``, scoped to
 their file; rdflib invents random labels, so for syntaxes other than N-Triples/N-Quads they
-are renumbered ``b1, b2, ...`` in parse order.
+are renumbered ``b1, b2, ...`` in parse order. Triples keep the order of the file in every
+syntax, so entity ids are the same on every run.
 
 The hand-written N-Triples parser is ~10x faster than rdflib's and names the exact line of
 a problem. It checks IRIs as written: spaces, control characters, ``<>"{}|^`` and a
@@ -23,7 +24,7 @@ import logging
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 from xml.sax import SAXParseException
 
 from mmalign.io.records import BadLines, KGRecords
@@ -174,7 +175,8 @@ _RDFLIB_BAD_IRI = re.compile(r"[\x00-\x20<>{}|^\\]")
 def _read_with_rdflib(path: Path, fmt: str, records: KGRecords, bad: BadLines) -> None:
     import rdflib  # imported here: N-Triples-only inputs never pay for it
 
-    dataset = rdflib.Dataset()
+    store = _store_in_parse_order()
+    dataset = rdflib.Dataset(store=store)
     data = read_bytes(path)
     try:
         with _quiet_rdflib():
@@ -195,7 +197,7 @@ def _read_with_rdflib(path: Path, fmt: str, records: KGRecords, bad: BadLines) -
             raise _Bad(f"bad IRI <{text}>: character {bad_char.group()!r} is not allowed")
         return text
 
-    for s, p, o, _ in dataset.quads((None, None, None, None)):
+    for s, p, o in store.added:
         try:
             if isinstance(o, rdflib.Literal):
                 kind = f"@{o.language}" if o.language else str(o.datatype or "")
@@ -204,6 +206,27 @@ def _read_with_rdflib(path: Path, fmt: str, records: KGRecords, bad: BadLines) -
                 _add(records, term(s), term(p), term(o), False, "")
         except _Bad as problem:
             bad(str(problem), path)
+
+
+def _store_in_parse_order() -> Any:
+    """An rdflib memory store that also lists triples as parsed (duplicates included).
+
+    rdflib's own iteration order follows string hashes, which change between processes;
+    entity ids must not, and blank nodes get their numbers in this order.
+    """
+    from rdflib.plugins.stores.memory import Memory
+
+    class OrderedMemory(Memory):
+        def __init__(self) -> None:
+            super().__init__()
+            self.added: list[tuple[Any, Any, Any]] = []
+
+        def add(self, triple: Any, context: Any, quoted: bool = False) -> None:
+            if not quoted:
+                self.added.append(triple)
+            super().add(triple, context, quoted)
+
+    return OrderedMemory()
 
 
 def _parse_error(error: Exception) -> tuple[str, int | None]:
