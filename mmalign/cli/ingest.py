@@ -46,7 +46,7 @@ def ingest_command(
     result = ingest(
         paths, workdir, format=format, skip_bad_lines=skip_bad_lines, force=force, reporter=RichReporter(quiet)
     )
-    if result.up_to_date:
+    if result.up_to_date and not quiet:
         stderr.print(f"workspace up to date: {workdir}", highlight=False)
     if not quiet:
         stderr.print(summary_table(result.workspace.manifest, workdir, result.seconds))
