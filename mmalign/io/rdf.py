@@ -107,6 +107,14 @@ def _read_ntriples(path: Path, records: KGRecords, bad: BadLines, quads: bool) -
     statement = _NQ if quads else _NT
     expected = "<subject> <predicate> <object> [<graph>] ." if quads else "<subject> <predicate> <object> ."
     scope = f"_:{path.name}#"
+    checked: dict[str, str] = {}  # IRIs repeat a lot: check and decode each one once
+
+    def iri(raw: str) -> str:
+        value = checked.get(raw)
+        if value is None:
+            value = checked[raw] = _iri(raw)
+        return value
+
     for number, line in enumerate(read_lines(path), 1):
         match = statement.fullmatch(line)
         if match is None:
@@ -116,12 +124,12 @@ def _read_ntriples(path: Path, records: KGRecords, bad: BadLines, quads: bool) -
             continue
         s_iri, s_label, p_iri, o_iri, o_label, lexical, datatype, lang = match.groups()[:8]
         try:
-            subject = _iri(s_iri) if s_iri is not None else scope + s_label
-            predicate = _iri(p_iri)
+            subject = iri(s_iri) if s_iri is not None else scope + s_label
+            predicate = iri(p_iri)
             if lexical is None:
-                _add(records, subject, predicate, _iri(o_iri) if o_iri is not None else scope + o_label, False, "")
+                _add(records, subject, predicate, iri(o_iri) if o_iri is not None else scope + o_label, False, "")
             else:
-                kind = f"@{lang}" if lang else (_iri(datatype) if datatype else "")
+                kind = f"@{lang}" if lang else (iri(datatype) if datatype else "")
                 _add(records, subject, predicate, _unescape_literal(lexical), True, kind)
         except _Bad as problem:
             bad(str(problem), path, number)
