@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mmalign.errors import MMAlignError
-from mmalign.ingest import ingest
+from mmalign.ingest import _unique_rows, ingest
 from mmalign.report import RecordingReporter
 from mmalign.workspace import Workspace
 
@@ -200,3 +200,10 @@ def test_gzipped_tsv(tmp_path: Path) -> None:
     triples.unlink()
     ingest([kg1_dir, kg2_dir], tmp_path / "work")
     assert Workspace.open(tmp_path / "work").kg2.triples.tolist() == [[0, 0, 1], [1, 0, 2]]
+
+
+def test_unique_rows_matches_numpy() -> None:
+    rng = np.random.default_rng(0)
+    triples = np.column_stack([rng.integers(0, 30, 500), rng.integers(0, 4, 500), rng.integers(0, 30, 500)])
+    rows = _unique_rows(triples.astype(np.int32), 30, 4)
+    assert rows.dtype == np.int32 and np.array_equal(rows, np.unique(triples, axis=0))
