@@ -198,7 +198,7 @@ class Workspace:
 
     def record_feature(self, kind: str, info: dict[str, Any]) -> None:
         """Atomically set ``manifest["features"][kind] = info`` (re-read first: others may write)."""
-        from mmalign.run import atomic_write_json  # lazy: mmalign.run imports torch
+        from mmalign.atomic import atomic_write_json
 
         manifest = read_manifest(self.path) or self.manifest
         manifest.setdefault("features", {})[kind] = info

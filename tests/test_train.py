@@ -14,7 +14,7 @@ from mmalign.cli import app
 from mmalign.errors import MMAlignError
 from mmalign.ingest import ingest
 from mmalign.train import TrainOptions, resume, train
-from tests.synthetic import make_pair
+from synthetic import make_pair
 
 SMALL = dict(dim=32, modal_dim=32, rank=4, epochs=60, eval_every=10, il_start=20, il_check=5, il_window=10,
              min_epochs=60, lr=0.01, valid_fraction=0.2, precision="fp32")
