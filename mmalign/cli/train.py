@@ -48,7 +48,7 @@ def train_command(
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder for --resume (default: runs/latest)."),
     skip_unknown: bool = typer.Option(False, "--skip-unknown", help="Skip pairs naming unknown entities (counted)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="code (the authors' code) or paper [code]."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [variant's: code 5e-4, paper 5e-3]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [5e-3]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pairs per loss chunk (in-batch negatives) [3500]."),
     loss: Optional[str] = typer.Option(None, "--loss", help="infonce (paper) or icl (ablation)."),
     fusion: Optional[str] = typer.Option(None, "--fusion", help="lmf, weighted_sum (w/o low-rank) or concat."),
