@@ -91,7 +91,8 @@ def fake_run(workdir: Path, dim: int) -> Path:
     import numpy as np
     import torch
 
-    from mmalign.run import atomic_save_tensors, atomic_write_json, new_run, write_pairs
+    from mmalign.atomic import atomic_write_json
+    from mmalign.run import atomic_save_tensors, new_run, write_pairs
     from mmalign.workspace import Workspace
 
     workspace = Workspace.open(workdir)

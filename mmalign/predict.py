@@ -23,6 +23,7 @@ import torch
 from mmalign import search
 from mmalign.errors import MMAlignError
 from mmalign.metrics import hits_mrr
+from mmalign.pairs import read_pairs as read_gold
 from mmalign.report import SILENT, Reporter
 from mmalign.run import load_embeddings, read_json, read_pairs, resolve_run
 from mmalign.workspace import Workspace
@@ -164,8 +165,6 @@ def evaluate(
     KG2 entities, so the numbers compare with published tables; ``all_candidates`` ranks
     every KG2 entity instead (harder, closer to real use). One rank per gold pair.
     """
-    from mmalign.pairs import read_pairs as read_gold  # lands with training (mmalign/pairs.py)
-
     _, workspace, left, right, config = _open(workdir, run)
     pairs = read_gold(gold, workspace, skip_unknown=skip_unknown, reporter=reporter)
     ranks = search.rank_pairs(

@@ -17,7 +17,10 @@ from mmalign.cli import app
 from mmalign.errors import MMAlignError
 from mmalign.ingest import ingest
 from mmalign.predict import Direction, evaluate, predict
-from mmalign.run import atomic_save_tensors, atomic_write_json, new_run, write_pairs
+from mmalign.atomic import atomic_write_json
+from mmalign.run import atomic_save_tensors, new_run, write_pairs
+from mmalign.train import TrainOptions, train
+from synthetic import make_pair
 
 N = 30
 SEEDS = [(f"a{i}", f"b{i}") for i in range(8)]
@@ -136,7 +139,6 @@ TEST_PAIRS = [(f"a{i}", f"b{i}") for i in range(10, N)]
 
 
 def test_evaluate_matches_search_and_protocols(workdir: Path, tmp_path: Path) -> None:
-    pytest.importorskip("mmalign.pairs", reason="mmalign/pairs.py (the shared pair reader) lands with training")
     gold = gold_file(tmp_path / "gold.tsv", TEST_PAIRS)
     metrics = evaluate(workdir, None, gold)
     assert metrics["count"] == 20 and metrics["hits@1"] == 1.0
@@ -145,7 +147,6 @@ def test_evaluate_matches_search_and_protocols(workdir: Path, tmp_path: Path) ->
 
 
 def test_cli_evaluate_json_and_unknown_entities(workdir: Path, tmp_path: Path) -> None:
-    pytest.importorskip("mmalign.pairs", reason="mmalign/pairs.py (the shared pair reader) lands with training")
     gold = gold_file(tmp_path / "gold.tsv", TEST_PAIRS + [("a10", "nobody")])
     result = CliRunner().invoke(app, ["evaluate", "-w", str(workdir), "--gold", str(gold), "--json"])
     assert result.exit_code == 2 and "nobody" in result.stderr and result.stdout == ""
@@ -156,3 +157,17 @@ def test_cli_evaluate_json_and_unknown_entities(workdir: Path, tmp_path: Path) -
     assert metrics["count"] == 20
     assert "H@10" in result.stderr and "skipped 1 pair" in result.stderr
     assert np.isclose(metrics["mrr"], 1.0)
+
+
+def test_evaluate_reproduces_training_test_metrics(tmp_path: Path) -> None:
+    """A real (short) run: evaluate on its test pairs gives the numbers training stored."""
+    pair = make_pair(tmp_path / "data")
+    work = tmp_path / "work"
+    ingest([pair.kg1, pair.kg2], work)
+    options = TrainOptions(dim=16, modal_dim=16, rank=2, epochs=2, eval_every=2, min_epochs=0, iterative=False,
+                           lr=0.01, valid_fraction=0.2, precision="fp32")
+    result = train(work, pair.seeds, options, test=pair.test)
+    assert evaluate(work, None, pair.test) == result.test
+    predicted = predict(work, top_k=1)
+    assert predicted.test_metrics == result.test
+    assert len(predicted.query_ids) == 80 - len(pair.seeds.read_text().splitlines())
