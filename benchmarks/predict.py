@@ -7,7 +7,9 @@
 
 Random mode: top-10 of every query over N random unit vectors per side, each size in a fresh
 subprocess so its peak RSS is its own; the table shows seconds, peak RSS and the inputs'
-size next to what one N × N float32 matrix would take, so linear growth is visible.
+size next to what one N × N float32 matrix would take, so linear growth is visible. CPU
+seconds are printed too: on a shared machine they say more than wall time (with T threads
+and an idle machine, wall ≈ CPU / T for the search).
 
 ``--dbp15k``: the whole command (a fresh ``python -m mmalign predict`` writing the TSV to a
 file) on a workspace ingested from the real benchmark and a run folder whose embeddings
@@ -41,20 +43,17 @@ def one_size(n: int, dim: int, csls_k: int, backend: str) -> dict[str, object]:
     g = torch.Generator().manual_seed(0)
     left = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
     right = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     search.topk(left, right, 10, csls_k=csls_k, backend=backend)  # type: ignore[arg-type]
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     used = "faiss" if backend != "torch" and not csls_k and search.faiss_available() else "torch"
-    return {"n": n, "dim": dim, "csls": csls_k, "backend": used, "seconds": seconds, "peak_rss_mb": _peak_mb()}
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"n": n, "dim": dim, "csls": csls_k, "backend": used, "seconds": seconds, "cpu": cpu, "peak_rss_mb": peak}
 
 
 def random_table(sizes: list[int], dims: list[int], csls: list[int], backend: str) -> None:
-    print("| n per side | dim | CSLS | backend | seconds | peak RSS MB | inputs MB | one N×N matrix MB |")
-    print("|---:|---:|---:|---|---:|---:|---:|---:|")
+    print("| n per side | dim | CSLS | backend | seconds | CPU seconds | peak RSS MB | inputs MB | one N×N matrix MB |")
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for dim in dims:
         for csls_k in csls:
             for n in sizes:
@@ -65,14 +64,15 @@ def random_table(sizes: list[int], dims: list[int], csls: list[int], backend: st
                 ).stdout
                 r = json.loads(out)
                 print(
-                    f"| {n:,} | {dim} | {csls_k} | {r['backend']} | {r['seconds']:.1f} | {r['peak_rss_mb']:,.0f} "
+                    f"| {n:,} | {dim} | {csls_k} | {r['backend']} | {r['seconds']:.1f} | {r['cpu']:.1f} "
+                    f"| {r['peak_rss_mb']:,.0f} "
                     f"| {2 * n * dim * 4 / 2**20:,.0f} | {n * n * 4 / 2**20:,.0f} |",
                     flush=True,
                 )
 
 
-def whole_command(workdir: Path, run: Path, csls_k: int) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (MB) and output lines of ``mmalign predict --top-k 10``."""
+def whole_command(workdir: Path, run: Path, csls_k: int) -> tuple[float, float, float, int]:
+    """Wall and CPU seconds, peak RSS (MB) and output lines of ``mmalign predict --top-k 10``."""
     with tempfile.NamedTemporaryFile("w", suffix=".tsv") as out:
         command = [sys.executable, "-m", "mmalign", "predict", "-q", "-w", str(workdir), "--run", str(run),
                    "--top-k", "10", "--csls", str(csls_k)]
@@ -83,7 +83,7 @@ def whole_command(workdir: Path, run: Path, csls_k: int) -> tuple[float, float, 
         if status:
             raise SystemExit(f"mmalign predict failed ({status})")
         lines = sum(1 for _ in open(out.name, encoding="utf-8"))
-    return seconds, usage.ru_maxrss / 1024, lines
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, lines
 
 
 def fake_run(workdir: Path, dim: int) -> Path:
@@ -111,12 +111,12 @@ def fake_run(workdir: Path, dim: int) -> Path:
 
 
 def command_table(rows: list[tuple[str, Path, Path]], csls: list[int]) -> None:
-    print("| run | CSLS | whole command seconds | peak RSS MB | rows written |")
-    print("|---|---:|---:|---:|---:|")
+    print("| run | CSLS | whole command seconds | CPU seconds | peak RSS MB | rows written |")
+    print("|---|---:|---:|---:|---:|---:|")
     for label, workdir, run in rows:
         for csls_k in csls:
-            seconds, rss, lines = whole_command(workdir, run, csls_k)
-            print(f"| {label} | {csls_k} | {seconds:.1f} | {rss:,.0f} | {lines - 1:,} |", flush=True)
+            seconds, cpu, rss, lines = whole_command(workdir, run, csls_k)
+            print(f"| {label} | {csls_k} | {seconds:.1f} | {cpu:.1f} | {rss:,.0f} | {lines - 1:,} |", flush=True)
 
 
 def main() -> None:

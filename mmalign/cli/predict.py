@@ -16,9 +16,6 @@ from mmalign.cli.console import RichReporter, stderr
 from mmalign.predict import Direction, evaluate, predict
 
 RUN_OPTION = typer.Option(None, "--run", help="Run folder, or its name under runs/ (default: runs/latest).")
-CSLS_OPTION = typer.Option(
-    None, "--csls", min=0, help="CSLS neighbourhood size; 0 ranks by cosine. Default: the run's setting (3)."
-)
 
 
 @app.command("predict")
@@ -27,7 +24,10 @@ def predict_command(
     workdir: Path = WORKDIR_OPTION,
     run: Optional[Path] = RUN_OPTION,
     top_k: int = typer.Option(10, "--top-k", min=1, help="Candidates per entity (with --one-to-one: list depth)."),
-    csls: Optional[int] = CSLS_OPTION,
+    csls: int = typer.Option(
+        0, "--csls", min=0,
+        help="Rank by CSLS with this neighbourhood size (training evaluates with 3); 0: cosine, about twice as fast.",
+    ),
     one_to_one: bool = typer.Option(
         False, "--one-to-one", help="Print a 1:1 matching (greedy by score over the top-k lists), one row per pair."
     ),
@@ -58,7 +58,9 @@ def evaluate_command(
     all_candidates: bool = typer.Option(
         False, "--all-candidates", help="Rank against every KG2 entity; default: only the gold targets, as in the papers."
     ),
-    csls: Optional[int] = CSLS_OPTION,
+    csls: Optional[int] = typer.Option(
+        None, "--csls", min=0, help="CSLS neighbourhood size; 0: cosine. Default: the run's setting (3), as in training."
+    ),
     skip_unknown: bool = typer.Option(
         False, "--skip-unknown", help="Skip gold pairs naming entities the workspace lacks (counted), instead of stopping."
     ),
