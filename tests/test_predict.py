@@ -96,14 +96,24 @@ def test_one_to_one_prints_a_matching(workdir: Path) -> None:
     assert len({r[0] for r in table}) == len({r[1] for r in table}) == len(table) == N
 
 
+def run_with(workdir: Path, folder: Path, kg1: torch.Tensor, kg2: torch.Tensor) -> Path:
+    """A copy of the workspace's run with other embeddings."""
+    folder.mkdir()
+    (folder / "config.json").write_text((workdir / "runs" / "latest" / "config.json").read_text())
+    atomic_save_tensors(folder / "embeddings.safetensors", {"kg1": kg1, "kg2": kg2})
+    return folder
+
+
 def test_mismatched_embeddings_are_a_clear_error(workdir: Path, tmp_path: Path) -> None:
-    run = workdir / "runs" / "latest"
-    other = tmp_path / "run"
-    other.mkdir()
-    (other / "config.json").write_text((run / "config.json").read_text())
-    atomic_save_tensors(other / "embeddings.safetensors", {"kg1": torch.zeros(3, 4), "kg2": torch.zeros(3, 4)})
     with pytest.raises(MMAlignError, match="re-ingested"):
-        predict(workdir, other)
+        predict(workdir, run_with(workdir, tmp_path / "run", torch.zeros(3, 4), torch.zeros(3, 4)))
+
+
+def test_nan_embeddings_are_a_clear_error(workdir: Path, tmp_path: Path) -> None:
+    broken = torch.zeros(N, 4)
+    broken[3, 1] = float("nan")
+    with pytest.raises(MMAlignError, match="NaN"):
+        predict(workdir, run_with(workdir, tmp_path / "run", broken, torch.zeros(N, 4)))
 
 
 def test_cli_predict_tsv_on_stdout_summary_on_stderr(workdir: Path) -> None:
