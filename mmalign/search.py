@@ -22,8 +22,9 @@ bit-equal: BLAS sums in different orders at matrix edges, so two identical embed
 score a last-bit apart, and then the higher one comes first.
 
 Backends: torch (always there) and faiss ``IndexFlatIP`` (optional extra), which ``auto``
-picks for plain cosine because it was faster here (see benchmarks/predict.py). CSLS always
-runs on torch blocks: faiss would need a third pass for r_Q and measured twice as slow.
+picks for plain cosine: on this project's 2-core CPU it took 3.3–3.6 s against torch's
+4.1–5.5 s for 30k × 30k at dim 300, and it needs no 128 MiB block buffer. CSLS always runs
+on torch blocks: faiss would need a third pass for r_Q and measured twice as slow.
 """
 
 from __future__ import annotations
