@@ -45,7 +45,7 @@ def predict_command(
         direction=direction, reporter=RichReporter(quiet),
     )
     if result.test_metrics and not quiet:
-        stderr.print(metrics_table("test metrics of this run (from training)", result.test_metrics))
+        stderr.print(metrics_table("this run's test metrics (training)", result.test_metrics))
     write_stdout(result.lines())
 
 
@@ -75,7 +75,7 @@ def evaluate_command(
     )
     if not quiet:
         candidates = "all KG2 entities" if all_candidates else "gold targets"
-        stderr.print(metrics_table(f"{gold} (candidates: {candidates})", metrics))
+        stderr.print(metrics_table(f"{gold.name}, candidates: {candidates}", metrics))
     if as_json:
         write_stdout([json.dumps(metrics) + "\n"])
 
