@@ -251,7 +251,7 @@ class Trainer:
         self.epoch = 0
         self.pseudo = np.zeros((0, 2), dtype=np.int64)
         self.candidates: set[tuple[int, int]] = set()
-        self.best_h1, self.best_epoch, self.bad_evals = -1.0, -1, 0
+        self.best_score, self.best_epoch, self.bad_evals = [-1.0, -1.0], -1, 0
         self.generator = np.random.default_rng(options.seed)
 
     # -- one epoch ---------------------------------------------------------------------
@@ -330,7 +330,7 @@ class Trainer:
         tensors["candidates"] = torch.tensor(sorted(self.candidates), dtype=torch.int64).reshape(-1, 2)
         atomic_save_tensors(self.run_dir / "checkpoint.safetensors", tensors)
         atomic_write_json(self.run_dir / "checkpoint.json", {
-            "epoch": self.epoch, "best_h1": self.best_h1, "best_epoch": self.best_epoch,
+            "epoch": self.epoch, "best_score": self.best_score, "best_epoch": self.best_epoch,
             "bad_evals": self.bad_evals, "optimizer": scalars,
             "rng": {"numpy": self.generator.bit_generator.state, "torch": torch.get_rng_state().tolist()},
         })
@@ -349,7 +349,7 @@ class Trainer:
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
         self.pseudo = tensors["pseudo"].numpy().astype(np.int64).reshape(-1, 2)
         self.candidates = {tuple(p) for p in tensors["candidates"].tolist()}
-        self.epoch, self.best_h1, self.best_epoch, self.bad_evals = meta["epoch"], meta["best_h1"], meta["best_epoch"], meta["bad_evals"]
+        self.epoch, self.best_score, self.best_epoch, self.bad_evals = meta["epoch"], meta["best_score"], meta["best_epoch"], meta["bad_evals"]
         self.generator.bit_generator.state = meta["rng"]["numpy"]
         torch.set_rng_state(torch.tensor(meta["rng"]["torch"], dtype=torch.uint8))
 
@@ -374,15 +374,17 @@ class Trainer:
                     metrics = self.evaluate(embeddings, self.splits.valid)
                     last_h1 = metrics["hits@1"]
                     append_jsonl(self.run_dir / "metrics.jsonl", {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo), **metrics})
-                    if last_h1 > self.best_h1:
-                        self.best_h1, self.best_epoch, self.bad_evals = last_h1, epoch, 0
+                    # H@1 first, MRR to break its ties: a small validation split saturates H@1.
+                    score = [metrics["hits@1"], metrics["mrr"]]
+                    if score > self.best_score:
+                        self.best_score, self.best_epoch, self.bad_evals = score, epoch, 0
                         atomic_save_tensors(self.run_dir / "best.safetensors", self.model.state_dict())
                     else:
                         self.bad_evals += 1
                     self.save_checkpoint()
                 task.advance(1, loss=round(loss, 4), valid_h1=last_h1, pseudo=len(self.pseudo))
                 if evaluate and self.bad_evals >= o.patience and epoch >= o.min_epochs:
-                    self.reporter.info(f"early stop at epoch {epoch}: no better validation H@1 for {o.patience} evaluations")
+                    self.reporter.info(f"early stop at epoch {epoch}: validation H@1/MRR not better for {o.patience} evaluations")
                     break
         return self.epoch - start_epoch, time.perf_counter() - started
 
