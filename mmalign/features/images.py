@@ -545,7 +545,7 @@ def extract_workspace_images(
     metadata = {f"{name}_entities_sha256": entities_fingerprint(kg.entities) for name, kg in kgs.items()}
     atomic_save_tensors(workspace.features_dir / file_name, tensors, metadata=metadata)
     entry = {
-        "file": str((workspace.features_dir / file_name).relative_to(workspace.path)),
+        "file": (workspace.features_dir / file_name).relative_to(workspace.path).as_posix(),
         "model": settings.model,
         "weights": files.weights.tag,
         "dim": files.dim,
