@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from mmalign.errors import MMAlignError
 from mmalign.features import images as im
 from mmalign.features.base import REGISTRY, FeatureContext
 from mmalign.report import RecordingReporter
+from mmalign.workspace import KGData, Workspace
 
 MODEL = "test_resnet.r160_in1k"  # 0.37M parameters, 96-d pooled features, 160 px input
 DIM = 96
@@ -214,31 +214,35 @@ def test_aggregation_mean_and_first(files: dict[str, Path], weights_file: Path) 
 # --- workspace, manifest and the modality builder -------------------------------------------
 
 
-class FakeWorkspace:
-    """The slice of mmalign.workspace.Workspace that image extraction uses."""
+def make_workspace(path: Path, kg1_images: dict[int, list[str]], kg2_images: dict[int, list[str]], n: int = 4) -> Workspace:
+    """A real workspace of two n-entity KGs with the given images (one triple each: 0 r 1)."""
 
-    def __init__(self, path: Path, kg1_images: dict[int, list[str]], kg2_images: dict[int, list[str]], n: int):
-        self.path = path
-        self.manifest: dict[str, Any] = {"format": 1}
-        self.kg1 = SimpleNamespace(entities=[f"a{i}" for i in range(n)], images=kg1_images)
-        self.kg2 = SimpleNamespace(entities=[f"b{i}" for i in range(n)], images=kg2_images)
-        self.features_dir = path / "features"
+    def kg(prefix: str, images: dict[int, list[str]]) -> KGData:
+        return KGData(
+            entities=[f"{prefix}{i}" for i in range(n)],
+            relations=["r"],
+            attributes=[],
+            triples=np.array([[0, 0, 1]], dtype=np.int32),
+            attr_triples=np.zeros((0, 2), dtype=np.int32),
+            attr_values=[],
+            attr_datatypes=[],
+            images=images,
+        )
 
-    def record_feature(self, kind: str, info: dict[str, Any]) -> None:
-        self.manifest.setdefault("features", {})[kind] = info
-        (self.path / "manifest.json").write_text(json.dumps(self.manifest))
+    Workspace.create(path, kg("a", kg1_images), kg("b", kg2_images), [], {})
+    return Workspace.open(path)
 
 
 @pytest.fixture()
-def workspace(files: dict[str, Path], tmp_path: Path) -> FakeWorkspace:
+def workspace(files: dict[str, Path], tmp_path: Path) -> Workspace:
     kg1 = {0: [str(files["rgb0"])], 1: [str(files["rgb1"]), str(files["rgb2"])], 3: [str(files["corrupt"])]}
     kg2 = {0: [str(files["copy0"])], 2: [str(files["gray"])]}
-    return FakeWorkspace(tmp_path, kg1, kg2, n=4)
+    return make_workspace(tmp_path / "work", kg1, kg2)
 
 
-def test_workspace_extraction_writes_file_and_manifest(workspace: FakeWorkspace, weights_file: Path) -> None:
+def test_workspace_extraction_writes_file_and_manifest(workspace: Workspace, weights_file: Path) -> None:
     entry = im.extract_workspace_images(workspace, settings(weights_file))
-    assert workspace.manifest["features"]["images"] == entry
+    assert Workspace.open(workspace.path).manifest["features"]["images"] == entry
     assert entry["file"].startswith("features/images-test_resnet.r160_in1k-file-")
     assert entry["weights"].startswith("file:") and (entry["dim"], entry["dtype"]) == (DIM, "float16")
     assert entry["counts"]["images"] == {"ok": 5, "failed": 1, "cached": 0, "computed": 4}
@@ -251,15 +255,15 @@ def test_workspace_extraction_writes_file_and_manifest(workspace: FakeWorkspace,
     wide = im.extract_workspace_images(workspace, settings("random", dtype="float32"))
     assert wide["counts"]["images"]["computed"] == 4 and wide["file"].endswith("-random.safetensors")
     assert load_file(str(workspace.path / wide["file"]))["kg2"].dtype == torch.float32
-    assert workspace.manifest["features"]["images"] == wide  # the latest extraction is active
+    assert Workspace.open(workspace.path).manifest["features"]["images"] == wide  # the latest is active
 
 
 def test_workspace_without_images_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(MMAlignError, match="no entity in this workspace has an image"):
-        im.extract_workspace_images(FakeWorkspace(tmp_path, {}, {}, n=2), settings("random"))
+        im.extract_workspace_images(make_workspace(tmp_path / "work", {}, {}), settings("random"))
 
 
-def test_builder_fills_missing_and_normalises(workspace: FakeWorkspace, weights_file: Path) -> None:
+def test_builder_fills_missing_and_normalises(workspace: Workspace, weights_file: Path) -> None:
     build = REGISTRY["image"]
     assert build(FeatureContext(workspace, {})) is None  # nothing extracted yet
     im.extract_workspace_images(workspace, settings(weights_file))
@@ -280,7 +284,7 @@ def test_builder_fills_missing_and_normalises(workspace: FakeWorkspace, weights_
     again = build(FeatureContext(workspace, {"seed": 3}, neighbors=neighbors))
     assert torch.equal(again.matrix, feats.matrix)  # seeded
 
-    workspace.kg2.entities = ["x", "y", "z", "w"]
+    workspace.kg2.entities = ["x", "y", "z", "w"]  # as if re-ingested with other entities
     with pytest.raises(MMAlignError, match="extracted for other kg2 entities"):
         build(FeatureContext(workspace, {}))
 
@@ -301,14 +305,31 @@ def test_missing_image_policies() -> None:
 # --- CLI ------------------------------------------------------------------------------------
 
 
-def test_cli_gpu_without_cuda_is_a_clean_error(tmp_path: Path) -> None:
+def invoke(*args: str) -> Any:
     from typer.testing import CliRunner
 
     from mmalign.cli import features  # noqa: F401  (registers the sub-app)
     from mmalign.cli._app import app
 
-    result = CliRunner().invoke(
-        app, ["features", "images", "-w", str(tmp_path), "--image-model", MODEL, "--gpu", "0"]
-    )
-    assert result.exit_code == 2, result.output
-    assert "--gpu 0:" in result.output and "Traceback" not in result.output
+    return CliRunner().invoke(app, ["features", "images", *args])
+
+
+def test_cli_extracts_into_the_workspace(workspace: Workspace, weights_file: Path) -> None:
+    args = ["-w", str(workspace.path), "--image-model", MODEL, "--image-weights", str(weights_file)]
+    result = invoke(*args, "--image-workers", "0", "--image-dtype", "float32", "--image-aggregate", "first")
+    assert result.exit_code == 0, result.output
+    entry = Workspace.open(workspace.path).manifest["features"]["images"]
+    assert (entry["dtype"], entry["aggregate"], entry["counts"]["images"]["failed"]) == ("float32", "first", 1)
+    assert "1 of 6 image files could not be read" in result.output
+
+
+def test_cli_user_errors_exit_2(workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this CPU-only machine
+    for args, message in [
+        (["-w", str(workspace.path), "--gpu", "0"], "--gpu 0:"),
+        (["-w", str(tmp_path / "nowhere")], "no workspace here"),
+        (["-w", str(workspace.path), "--image-weights", str(tmp_path / "w.pt")], "weights file not found"),
+    ]:
+        result = invoke(*args, "--image-model", MODEL)
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
