@@ -43,6 +43,7 @@ from mmalign.errors import MMAlignError
 from mmalign.features.base import FeatureContext, ModalityFeatures, register
 from mmalign.report import SILENT, Reporter
 from mmalign.run import atomic_save_tensors
+from mmalign.workspace import Workspace
 
 RANDOM_WEIGHTS = "random"
 AGGREGATES = ("mean", "first")
@@ -503,13 +504,13 @@ def entities_fingerprint(entities: Sequence[str]) -> str:
 
 
 def extract_workspace_images(
-    workspace: Any,
+    workspace: Workspace | Path,
     settings: ImageSettings,
     reporter: Reporter = SILENT,
 ) -> dict[str, Any]:
     """Extract image features for both KGs of a workspace and make them the active ones.
 
-    ``workspace`` is a :class:`mmalign.workspace.Workspace` or the path of one. Writes
+    ``workspace`` is a :class:`~mmalign.workspace.Workspace` or the path of one. Writes
     ``features/images-<model>[-<weights slug>].safetensors`` (``kg1``, ``kg2``: N × D in
     ``settings.dtype``; ``kg1_present``, ``kg2_present``: uint8) and records the returned entry
     in ``manifest["features"]["images"]``. Per-image features are cached under
@@ -517,10 +518,8 @@ def extract_workspace_images(
     """
     settings.validate()
     resolve_device(settings.gpu)  # a bad --gpu fails before the workspace is read
-    if isinstance(workspace, (str, Path)):
-        from mmalign.workspace import Workspace
-
-        workspace = Workspace.open(Path(workspace))
+    if not isinstance(workspace, Workspace):
+        workspace = Workspace.open(workspace)
     start = time.perf_counter()
     kgs = {"kg1": workspace.kg1, "kg2": workspace.kg2}
     paths = [p for kg in kgs.values() for entity_paths in kg.images.values() for p in entity_paths]
@@ -619,7 +618,7 @@ def fill_missing(
     return out, counts
 
 
-def load_active_features(workspace: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+def load_active_features(workspace: Workspace) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
     """The manifest entry and tensors of the active image features, or None when there are none.
 
     Checks that the file was made for the workspace's current entity lists: a re-ingested
@@ -628,7 +627,7 @@ def load_active_features(workspace: Any) -> tuple[dict[str, Any], dict[str, torc
     entry = workspace.manifest.get("features", {}).get(MANIFEST_KEY)
     if not entry:
         return None
-    path = Path(workspace.path) / entry["file"]
+    path = workspace.path / entry["file"]
     if not path.is_file():
         raise MMAlignError("the active image features file is missing; run `mmalign features images`", path=path)
     with safe_open(str(path), framework="pt") as handle:
