@@ -357,7 +357,7 @@ def test_images_align_entities_that_structure_cannot_tell_apart(tmp_path: Path) 
     """
     from mmalign.ingest import ingest
 
-    trainer = pytest.importorskip("mmalign.train", reason="mmalign.train is not merged yet")
+    trainer = pytest.importorskip("mmalign.train", reason="mmalign.train is not merged yet", exc_type=ImportError)
     TrainOptions, train = trainer.TrainOptions, trainer.train
     n = 40
     _star_kg(tmp_path / "kg1", n, kg_seed=1)
