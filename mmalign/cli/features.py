@@ -48,7 +48,7 @@ def images(
         Aggregate.mean, "--image-aggregate", help="How several images of one entity combine."
     ),
     gpu: Optional[int] = typer.Option(None, "--gpu", help="Run the model on CUDA device N."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Warnings only, no progress."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors."),
 ) -> None:
     """Extract image features with a timm backbone; they become the workspace's active ones.
 
