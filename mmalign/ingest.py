@@ -25,13 +25,25 @@ from mmalign.io.folder import KGFolderInput
 from mmalign.io.images import local_name
 from mmalign.io.records import BadLines, KGRecords
 from mmalign.report import SILENT, Reporter
-from mmalign.workspace import FORMAT, KG_NAMES, KGData, Workspace, read_manifest, recover_leftovers
+from mmalign.workspace import (
+    FORMAT,
+    KG_NAMES,
+    KGData,
+    Workspace,
+    check_target,
+    read_manifest,
+    recover_leftovers,
+)
 
 FORMAT_CHOICES = ("auto", "kg", *FORMATS)
 
 
 class Input(Protocol):
     """What ingest needs from an input layout: its files (for hashing) and a way to read them."""
+
+    format: str
+
+    def folders(self) -> tuple[Path, Path]: ...
 
     def sources(self) -> dict[str, list[Path]]: ...
 
@@ -63,24 +75,26 @@ def ingest(
     ``force``.
     """
     start = time.perf_counter()
+    workdir = Path(workdir)
     layout = find_input([Path(p) for p in paths], format)
     options = {
         "inputs": [str(Path(p).resolve()) for p in paths],
-        "format": layout_format(layout),
+        "format": layout.format,
         "skip_bad_lines": skip_bad_lines,
     }
-    recover_leftovers(Path(workdir))
-    old = read_manifest(workdir) if Path(workdir).is_dir() else None
+    recover_leftovers(workdir)
+    check_target(workdir)
+    old = read_manifest(workdir)
     sources = layout.sources()
     fingerprints = _fingerprint(sources, old if _same_options(old, options) else None)
     if old is not None and _same_options(old, options) and _same_sources(old.get("sources", {}), fingerprints):
-        return IngestResult(Workspace(Path(workdir), old), True, time.perf_counter() - start)
-    _refuse_to_drop_runs(Path(workdir), force)
+        return IngestResult(Workspace(workdir, old), True, time.perf_counter() - start)
+    _refuse_to_drop_runs(workdir, force)
 
     bad = BadLines(skip=skip_bad_lines)
     records1, records2, links = layout.read(bad, reporter)
     kgs, stats = [], []
-    for name, records, folder in zip(KG_NAMES, (records1, records2), _kg_folders(layout)):
+    for name, records, folder in zip(KG_NAMES, (records1, records2), layout.folders()):
         kg, kg_stats = build_kg(records)
         if len(kg.triples) == 0:
             raise MMAlignError(f"{name} is empty: no relation triples (triples whose object is an entity)", folder)
@@ -136,23 +150,16 @@ class PairInput:
 
     kg1: KGFolderInput
     kg2: KGFolderInput
+    format: str = "kg"
+
+    def folders(self) -> tuple[Path, Path]:
+        return self.kg1.folder, self.kg2.folder
 
     def sources(self) -> dict[str, list[Path]]:
         return {"kg1": self.kg1.files(), "kg2": self.kg2.files()}
 
     def read(self, bad: BadLines, reporter: Reporter = SILENT) -> tuple[KGRecords, KGRecords, list[tuple[str, str]]]:
         return self.kg1.read(bad, reporter), self.kg2.read(bad, reporter), []
-
-
-def layout_format(layout: Input) -> str:
-    return layout.format if isinstance(layout, BenchmarkInput) else "kg"
-
-
-def _kg_folders(layout: Input) -> tuple[Path, Path]:
-    if isinstance(layout, BenchmarkInput):
-        return layout.folder, layout.folder
-    assert isinstance(layout, PairInput)
-    return layout.kg1.folder, layout.kg2.folder
 
 
 def build_kg(records: KGRecords) -> tuple[KGData, dict[str, int]]:
@@ -166,7 +173,7 @@ def build_kg(records: KGRecords) -> tuple[KGData, dict[str, int]]:
     ends = np.fromiter((add(key, len(index)) for h, _, t in records.triples for key in (h, t)), np.int64)
     rels = np.fromiter((relations.setdefault(r, len(relations)) for _, r, _ in records.triples), np.int64)
     raw = np.column_stack([ends[0::2], rels, ends[1::2]]).astype(np.int32).reshape(-1, 3)
-    triples = np.unique(raw, axis=0) if len(raw) else raw
+    triples = _unique_rows(raw, len(index), len(relations))
 
     unique_attrs = list(dict.fromkeys(records.attributes))
     attributes: dict[str, int] = {}
@@ -195,6 +202,24 @@ def build_kg(records: KGRecords) -> tuple[KGData, dict[str, int]]:
         "unmatched_images": len({path for _, path in records.image_files} - matched),
     }
     return kg, stats
+
+
+def _unique_rows(triples: np.ndarray, entities: int, relations: int) -> np.ndarray:
+    """De-duplicated triples sorted by (head, relation, tail).
+
+    Packing a row into one int64 makes this a plain integer sort, several times faster than
+    ``np.unique(axis=0)``; graphs too large to pack fall back to the latter.
+    """
+    if len(triples) == 0:
+        return triples
+    if entities * entities * max(relations, 1) >= 2**62:
+        return np.unique(triples, axis=0)
+    h, r, t = (triples[:, i].astype(np.int64) for i in range(3))
+    keys = np.unique((h * relations + r) * entities + t)
+    rows = np.empty((len(keys), 3), dtype=np.int32)
+    rows[:, 0], rest = np.divmod(keys, relations * entities)
+    rows[:, 1], rows[:, 2] = np.divmod(rest, entities)
+    return rows
 
 
 def _pick_names(records: list[tuple[str, str, str]], index: dict[str, int]) -> tuple[dict[int, str], int]:

@@ -198,7 +198,7 @@ class Workspace:
 
     def record_feature(self, kind: str, info: dict[str, Any]) -> None:
         """Atomically set ``manifest["features"][kind] = info`` (re-read first: others may write)."""
-        from mmalign.run import atomic_write_json  # lazy: mmalign.run imports torch
+        from mmalign.atomic import atomic_write_json
 
         manifest = read_manifest(self.path) or self.manifest
         manifest.setdefault("features", {})[kind] = info
@@ -217,16 +217,10 @@ class Workspace:
         """Write a complete workspace at ``path``, replacing any previous one atomically.
 
         ``manifest`` gets ``format`` and ``counts`` filled in here. An existing folder that is
-        not a workspace (no manifest, not empty) is never replaced: it may be the user's data.
+        not a workspace (no manifest, not empty) is never replaced (:func:`check_target`).
         """
         path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise MMAlignError("exists and is not a folder; choose another workspace with -w", path=path)
-        if path.is_dir() and read_manifest(path) is None and any(path.iterdir()):
-            raise MMAlignError(
-                "exists, is not empty and is not an mmalign workspace; choose another folder with -w",
-                path=path,
-            )
+        check_target(path)
         manifest = {"format": FORMAT, **manifest}
         counts = dict(manifest.get("counts", {}))
         for name, kg in zip(KG_NAMES, (kg1, kg2)):
@@ -248,6 +242,16 @@ class Workspace:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return cls(path, manifest)
+
+
+def check_target(path: Path) -> None:
+    """Refuse a workspace path that holds something else: it may be the user's data."""
+    if path.exists() and not path.is_dir():
+        raise MMAlignError("exists and is not a folder; choose another workspace with -w", path=path)
+    if path.is_dir() and read_manifest(path) is None and any(path.iterdir()):
+        raise MMAlignError(
+            "exists, is not empty and is not an mmalign workspace; choose another folder with -w", path=path
+        )
 
 
 def read_manifest(path: str | Path) -> dict[str, Any] | None:

@@ -29,7 +29,9 @@ _ROWS = (
 @app.command("ingest")
 @user_errors
 def ingest_command(
-    paths: list[Path] = typer.Argument(..., help="KG1_DIR KG2_DIR, or one benchmark folder.", show_default=False),
+    paths: list[Path] = typer.Argument(
+        ..., metavar="KG1_DIR KG2_DIR | BENCH_DIR", help="Two KG folders, or one benchmark folder.", show_default=False
+    ),
     workdir: Path = WORKDIR_OPTION,
     format: str = typer.Option(
         "auto", "--format", help=f"Input layout: {', '.join(FORMAT_CHOICES)} (auto detects it from the files)."
@@ -46,7 +48,7 @@ def ingest_command(
     result = ingest(
         paths, workdir, format=format, skip_bad_lines=skip_bad_lines, force=force, reporter=RichReporter(quiet)
     )
-    if result.up_to_date:
+    if result.up_to_date and not quiet:
         stderr.print(f"workspace up to date: {workdir}", highlight=False)
     if not quiet:
         stderr.print(summary_table(result.workspace.manifest, workdir, result.seconds))

@@ -58,6 +58,9 @@ class BenchmarkInput:
         found.shared_files = [p for p in (folder / name for name in shared) if p.is_file()]
         return found
 
+    def folders(self) -> tuple[Path, Path]:
+        return self.folder, self.folder
+
     def sources(self) -> dict[str, list[Path]]:
         return {"kg1": self.kg_files[0], "kg2": self.kg_files[1], "shared": self.shared_files}
 

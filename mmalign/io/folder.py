@@ -3,7 +3,8 @@
 Recognised (all optional, but at least one triple source: an RDF file or ``triples.tsv``):
 RDF files by extension (``.nt .nq .ttl .n3 .rdf .xml .owl .trig .jsonld``, each may be
 gzipped), ``triples.tsv``, ``attributes.tsv``, ``names.tsv``, ``images.tsv`` (each may be
-gzipped) and an ``images/`` folder. Other files are listed as ignored. Files are read in
+gzipped) and an ``images/`` folder. Other files are listed as ignored (other folders are
+not: ``images.tsv`` may point into them). Files are read in
 name order, so entity ids do not depend on the file system's listing order.
 """
 
@@ -49,7 +50,7 @@ class KGFolderInput:
                 found.tsv[name] = entry
             elif entry.is_file() and rdf_format(entry) is not None:
                 found.rdf.append(entry)
-            else:
+            elif entry.is_file():
                 found.ignored.append(entry.name)
         if not found.rdf and "triples.tsv" not in found.tsv:
             extensions = " ".join(RDF_FORMATS)

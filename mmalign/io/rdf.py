@@ -6,7 +6,8 @@ text, empty for plain and ``xsd:string`` literals). Literals of the label predic
 (``rdfs:label``, ``skos:prefLabel``, ``foaf:name``, ``schema:name``) are names as well.
 Graph names of quads are ignored. Blank nodes become entities ``_:FILE#LABEL``, scoped to
 their file; rdflib invents random labels, so for syntaxes other than N-Triples/N-Quads they
-are renumbered ``b1, b2, ...`` in parse order.
+are renumbered ``b1, b2, ...`` in parse order. Triples keep the order of the file in every
+syntax, so entity ids are the same on every run.
 
 The hand-written N-Triples parser is ~10x faster than rdflib's and names the exact line of
 a problem. It checks IRIs as written: spaces, control characters, ``<>"{}|^`` and a
@@ -23,7 +24,7 @@ import logging
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 from xml.sax import SAXParseException
 
 from mmalign.io.records import BadLines, KGRecords
@@ -106,6 +107,14 @@ def _read_ntriples(path: Path, records: KGRecords, bad: BadLines, quads: bool) -
     statement = _NQ if quads else _NT
     expected = "<subject> <predicate> <object> [<graph>] ." if quads else "<subject> <predicate> <object> ."
     scope = f"_:{path.name}#"
+    checked: dict[str, str] = {}  # IRIs repeat a lot: check and decode each one once
+
+    def iri(raw: str) -> str:
+        value = checked.get(raw)
+        if value is None:
+            value = checked[raw] = _iri(raw)
+        return value
+
     for number, line in enumerate(read_lines(path), 1):
         match = statement.fullmatch(line)
         if match is None:
@@ -115,12 +124,12 @@ def _read_ntriples(path: Path, records: KGRecords, bad: BadLines, quads: bool) -
             continue
         s_iri, s_label, p_iri, o_iri, o_label, lexical, datatype, lang = match.groups()[:8]
         try:
-            subject = _iri(s_iri) if s_iri is not None else scope + s_label
-            predicate = _iri(p_iri)
+            subject = iri(s_iri) if s_iri is not None else scope + s_label
+            predicate = iri(p_iri)
             if lexical is None:
-                _add(records, subject, predicate, _iri(o_iri) if o_iri is not None else scope + o_label, False, "")
+                _add(records, subject, predicate, iri(o_iri) if o_iri is not None else scope + o_label, False, "")
             else:
-                kind = f"@{lang}" if lang else (_iri(datatype) if datatype else "")
+                kind = f"@{lang}" if lang else (iri(datatype) if datatype else "")
                 _add(records, subject, predicate, _unescape_literal(lexical), True, kind)
         except _Bad as problem:
             bad(str(problem), path, number)
@@ -174,7 +183,8 @@ _RDFLIB_BAD_IRI = re.compile(r"[\x00-\x20<>{}|^\\]")
 def _read_with_rdflib(path: Path, fmt: str, records: KGRecords, bad: BadLines) -> None:
     import rdflib  # imported here: N-Triples-only inputs never pay for it
 
-    dataset = rdflib.Dataset()
+    store = _store_in_parse_order()
+    dataset = rdflib.Dataset(store=store)
     data = read_bytes(path)
     try:
         with _quiet_rdflib():
@@ -195,7 +205,7 @@ def _read_with_rdflib(path: Path, fmt: str, records: KGRecords, bad: BadLines) -
             raise _Bad(f"bad IRI <{text}>: character {bad_char.group()!r} is not allowed")
         return text
 
-    for s, p, o, _ in dataset.quads((None, None, None, None)):
+    for s, p, o in store.added:
         try:
             if isinstance(o, rdflib.Literal):
                 kind = f"@{o.language}" if o.language else str(o.datatype or "")
@@ -204,6 +214,27 @@ def _read_with_rdflib(path: Path, fmt: str, records: KGRecords, bad: BadLines) -
                 _add(records, term(s), term(p), term(o), False, "")
         except _Bad as problem:
             bad(str(problem), path)
+
+
+def _store_in_parse_order() -> Any:
+    """An rdflib memory store that also lists triples as parsed (duplicates included).
+
+    rdflib's own iteration order follows string hashes, which change between processes;
+    entity ids must not, and blank nodes get their numbers in this order.
+    """
+    from rdflib.plugins.stores.memory import Memory
+
+    class OrderedMemory(Memory):
+        def __init__(self) -> None:
+            super().__init__()
+            self.added: list[tuple[Any, Any, Any]] = []
+
+        def add(self, triple: Any, context: Any, quoted: bool = False) -> None:
+            if not quoted:
+                self.added.append(triple)
+            super().add(triple, context, quoted)
+
+    return OrderedMemory()
 
 
 def _parse_error(error: Exception) -> tuple[str, int | None]:

@@ -7,6 +7,28 @@ import math
 import torch
 from torch import nn
 
+from mmalign.model.sparse import SparsePattern, spmm
+
+
+class SparseInput:
+    """A fixed sparse CSR feature matrix prepared for :func:`spmm` (transpose built once)."""
+
+    def __init__(self, matrix: torch.Tensor) -> None:
+        self.pattern, self.values = SparsePattern.from_csr(matrix)
+        self.shape = matrix.shape
+
+    def to(self, device: torch.device) -> "SparseInput":
+        self.pattern.to(device)
+        self.values = self.values.to(device)
+        return self
+
+
+def prepare_input(matrix: torch.Tensor, device: torch.device) -> "torch.Tensor | SparseInput":
+    """Dense matrices move to ``device``; sparse CSR ones become :class:`SparseInput`."""
+    if matrix.layout == torch.sparse_csr:
+        return SparseInput(matrix).to(device)
+    return matrix.to(device)
+
 
 class ModalityEncoder(nn.Module):
     """``x = W f + b`` without activation (the authors' code); accepts a sparse CSR ``f``.
@@ -24,7 +46,10 @@ class ModalityEncoder(nn.Module):
         nn.init.kaiming_uniform_(self.weight.T, a=math.sqrt(5))
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: "torch.Tensor | SparseInput") -> torch.Tensor:
+        if isinstance(features, SparseInput):
+            return spmm(features.pattern, features.values, self.weight) + self.bias
         if features.layout == torch.sparse_csr:
-            return torch.sparse.mm(features, self.weight) + self.bias
+            features = SparseInput(features).to(features.device)
+            return spmm(features.pattern, features.values, self.weight) + self.bias
         return features @ self.weight + self.bias

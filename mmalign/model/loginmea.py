@@ -93,6 +93,14 @@ class LoginMEA(nn.Module):
 
     def forward(self, features: list[torch.Tensor], graph: Graph) -> torch.Tensor:
         """Embeddings ``[G0;G1;G2 ; J0;J1;J2]`` (code) or ``[H0;J1;J2]`` (paper), N × D."""
+        return torch.cat(self.forward_blocks(features, graph), dim=1)
+
+    def forward_blocks(self, features: list[torch.Tensor], graph: Graph) -> list[torch.Tensor]:
+        """The blocks of :meth:`forward` before concatenation.
+
+        Training gathers only the rows its loss needs from each block, which avoids an N × D
+        copy forward and an N × D zero-filled gradient backward.
+        """
         c = self.config
         set_vectors = relation_set_vectors(graph, self.relation_table) if c.graph_layer == "rrea" else None
         blocks: list[torch.Tensor] = []
@@ -100,7 +108,7 @@ class LoginMEA(nn.Module):
             g0 = torch.tanh(spmm(graph.mean_pattern, graph.mean_weights, self.entity_table))
             blocks += self.structure(g0, graph, set_vectors)
         if not self.n_fused:
-            return torch.cat(blocks, dim=1)
+            return blocks
         xs = [encoder(f) for encoder, f in zip(self.encoders, features)]
         if c.paradigm == "gum":
             xs = [stack(torch.tanh(x), graph, set_vectors)[-1] for stack, x in zip(self.modality_stacks, xs)]
@@ -112,4 +120,4 @@ class LoginMEA(nn.Module):
             blocks += [layer0] + self.joint(fused, graph, set_vectors)[1:]
         else:
             blocks += [layer0, fused] if c.joint_layer0 == "early_concat" else [fused]
-        return torch.cat(blocks, dim=1)
+        return blocks

@@ -43,6 +43,13 @@ class SparsePattern:
         self.crow_t, self.col_t, self.order_t = _csr_layout(cols, rows, n_cols, n_rows)
         self.device = torch.device("cpu")
 
+    @classmethod
+    def from_csr(cls, matrix: torch.Tensor) -> tuple["SparsePattern", torch.Tensor]:
+        """Pattern and values (edge order = CSR order) of a sparse CSR matrix."""
+        crow = matrix.crow_indices()
+        rows = torch.repeat_interleave(torch.arange(len(crow) - 1), crow[1:] - crow[:-1])
+        return cls(rows, matrix.col_indices(), *matrix.shape), matrix.values()
+
     def to(self, device: torch.device) -> "SparsePattern":
         """Move the index tensors (patterns are built once, then moved with the model)."""
         for name in ("rows", "cols", "crow", "col", "order", "crow_t", "col_t", "order_t"):

@@ -151,3 +151,16 @@ def test_every_variant_runs_forward_and_backward(config: ModelConfig) -> None:
     assert out.shape[0] == 6 and torch.isfinite(out).all()
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_mutual_nearest_matches_brute_force() -> None:
+    from mmalign.pseudo import mutual_nearest
+
+    torch.manual_seed(0)
+    left = torch.nn.functional.normalize(torch.randn(50, 8), dim=1)
+    right = torch.nn.functional.normalize(torch.randn(40, 8), dim=1)
+    rows, cols = mutual_nearest(left, right, block=7, precision="fp32")
+    scores = left @ right.T
+    best_right, best_left = scores.argmax(1), scores.argmax(0)
+    expected = [(i, int(best_right[i])) for i in range(50) if int(best_left[best_right[i]]) == i]
+    assert list(zip(rows.tolist(), cols.tolist())) == expected and expected
