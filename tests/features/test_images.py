@@ -356,9 +356,8 @@ def test_images_align_entities_that_structure_cannot_tell_apart(tmp_path: Path) 
     test H@1 is about chance (1/15); with images it is near 1 (0.87-1.0 over seeds 0-2).
     """
     from mmalign.ingest import ingest
+    from mmalign.train import TrainOptions, train
 
-    trainer = pytest.importorskip("mmalign.train", reason="mmalign.train is not merged yet", exc_type=ImportError)
-    TrainOptions, train = trainer.TrainOptions, trainer.train
     n = 40
     _star_kg(tmp_path / "kg1", n, kg_seed=1)
     _star_kg(tmp_path / "kg2", n, kg_seed=2)
