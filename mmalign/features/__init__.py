@@ -1,1 +1,10 @@
-"""Feature extraction: one module per modality, each a plug registered in ``base``."""
+"""Feature extraction: one module per modality, each a plug registered in ``base``.
+
+Importing this package registers every built-in modality; ``REGISTERED_MODALITIES`` is the
+default order of fusion.
+"""
+
+from mmalign.features import bags  # noqa: F401  (registers relation, attribute)
+from mmalign.features.base import REGISTRY
+
+REGISTERED_MODALITIES = tuple(REGISTRY)

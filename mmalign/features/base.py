@@ -22,8 +22,16 @@ class FeatureContext:
 
     workspace: Any  # mmalign.workspace.Workspace
     options: dict[str, Any]
-    neighbors: Any = None  # scipy-free CSR adjacency (torch sparse CSR, N × N, both KGs), optional
+    neighbors: Any = None  # torch sparse CSR N × N: triple counts between entities, both directions
     reporter: Reporter = SILENT
+    n_kg1: int = 0  # KG1 entities (global ids 0..n_kg1-1); KG2 follow
+    n_kg2: int = 0
+    triples: np.ndarray | None = None  # (T, 3) global (head, relation, tail), both KGs
+    n_relations: int = 0  # relation ids of both KGs (KG2's offset by KG1's count)
+
+    @property
+    def n_entities(self) -> int:
+        return self.n_kg1 + self.n_kg2
 
 
 @dataclass

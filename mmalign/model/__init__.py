@@ -1,0 +1,1 @@
+"""LoginMEA model parts: sparse ops, encoders, fusion, relational reflection attention, loss."""

@@ -1,0 +1,127 @@
+"""Sparse message-passing primitives with hand-written gradients.
+
+Graph aggregation here is CSR sparse × dense (3-7× faster on CPU than gathering E × d edge
+tensors and scattering them back), and per-edge dot products are SDDMM
+(``torch.sparse.sampled_addmm``), ~10-80× faster than gather-then-dot. Neither torch op
+differentiates with respect to the sparse values on CPU, so both get a small autograd Function
+whose backward is again one SpMM/SDDMM: no ``E × d`` tensor is ever kept for backward.
+
+Values are always given in *edge order* (the order the caller built the pattern with); each
+pattern keeps the permutations into its own CSR order and its transpose's.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implicitly disabled.*")
+
+
+def _csr_layout(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int):
+    order = torch.argsort(rows * n_cols + cols, stable=True)
+    counts = torch.bincount(rows, minlength=n_rows)
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64)
+    crow[1:] = torch.cumsum(counts, 0)
+    return crow, cols[order].contiguous(), order
+
+
+class SparsePattern:
+    """A fixed sparsity pattern (``rows[e], cols[e]``) of shape ``n_rows × n_cols``.
+
+    Duplicated (row, col) entries are allowed: SpMM sums them, SDDMM computes each.
+    """
+
+    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int) -> None:
+        rows, cols = rows.long().cpu(), cols.long().cpu()
+        self.shape = (n_rows, n_cols)
+        self.nnz = int(rows.numel())
+        self.rows, self.cols = rows, cols
+        self.crow, self.col, self.order = _csr_layout(rows, cols, n_rows, n_cols)
+        self.crow_t, self.col_t, self.order_t = _csr_layout(cols, rows, n_cols, n_rows)
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def from_csr(cls, matrix: torch.Tensor) -> tuple["SparsePattern", torch.Tensor]:
+        """Pattern and values (edge order = CSR order) of a sparse CSR matrix."""
+        crow = matrix.crow_indices()
+        rows = torch.repeat_interleave(torch.arange(len(crow) - 1), crow[1:] - crow[:-1])
+        return cls(rows, matrix.col_indices(), *matrix.shape), matrix.values()
+
+    def to(self, device: torch.device) -> "SparsePattern":
+        """Move the index tensors (patterns are built once, then moved with the model)."""
+        for name in ("rows", "cols", "crow", "col", "order", "crow_t", "col_t", "order_t"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.device = torch.device(device)
+        return self
+
+    def matrix(self, values: torch.Tensor) -> torch.Tensor:
+        """The CSR matrix holding ``values`` (edge order)."""
+        return torch.sparse_csr_tensor(self.crow, self.col, values[self.order], self.shape)
+
+    def matrix_t(self, values: torch.Tensor) -> torch.Tensor:
+        """The transposed CSR matrix holding ``values`` (edge order)."""
+        return torch.sparse_csr_tensor(self.crow_t, self.col_t, values[self.order_t], self.shape[::-1])
+
+    def sddmm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``s[e] = a[rows[e]] · b[cols[e]]`` without gathering rows (no autograd)."""
+        zeros = torch.zeros(self.nnz, dtype=a.dtype, device=a.device)
+        pattern = torch.sparse_csr_tensor(self.crow, self.col, zeros, self.shape)
+        in_csr = torch.sparse.sampled_addmm(pattern, a, b.transpose(0, 1), beta=0.0).values()
+        out = torch.empty_like(in_csr)
+        out[self.order] = in_csr
+        return out
+
+
+class _SpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, x: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(values, x)
+        ctx.pattern = pattern
+        return pattern.matrix(values) @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        values, x = ctx.saved_tensors
+        pattern: SparsePattern = ctx.pattern
+        grad = grad.contiguous()
+        grad_values = pattern.sddmm(grad, x) if ctx.needs_input_grad[0] else None
+        grad_x = pattern.matrix_t(values) @ grad if ctx.needs_input_grad[1] else None
+        return grad_values, grad_x, None
+
+
+class _SDDMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(a, b)
+        ctx.pattern = pattern
+        return pattern.sddmm(a.contiguous(), b.contiguous())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        a, b = ctx.saved_tensors
+        pattern: SparsePattern = ctx.pattern
+        grad_a = pattern.matrix(grad) @ b if ctx.needs_input_grad[0] else None
+        grad_b = pattern.matrix_t(grad) @ a if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b, None
+
+
+def spmm(pattern: SparsePattern, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``Y[i] = Σ_e values[e] · x[cols[e]]`` over edges with ``rows[e] = i``; differentiable in both."""
+    return _SpMM.apply(values, x, pattern)
+
+
+def sddmm(pattern: SparsePattern, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``s[e] = a[rows[e]] · b[cols[e]]``; differentiable in ``a`` and ``b``."""
+    return _SDDMM.apply(a, b, pattern)
+
+
+def segment_softmax(scores: torch.Tensor, segments: torch.Tensor, n_segments: int) -> torch.Tensor:
+    """Softmax of ``scores`` within each segment (edges of one row); empty segments are fine."""
+    shift = torch.full((n_segments,), float("-inf"), dtype=scores.dtype, device=scores.device)
+    shift = shift.scatter_reduce(0, segments, scores.detach(), reduce="amax", include_self=True)
+    exp = torch.exp(scores - shift[segments])
+    total = torch.zeros(n_segments, dtype=scores.dtype, device=scores.device).index_add(0, segments, exp)
+    return exp / total[segments]

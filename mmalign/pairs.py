@@ -1,0 +1,75 @@
+"""Reading pair files (seeds, validation, test, gold) into local entity ids.
+
+Every command reads pairs through here, so every command gives the same line-numbered errors:
+wrong column count, an entity the workspace does not know (a counted warning with
+``skip_unknown``), a pair listed twice, or a file without any pair.
+A first line is a header when it starts with ``#`` or names columns (``kg1``, ``kg2``,
+``kg1_entity``, ``source``, ``target``, ``left``, ``right``, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mmalign.errors import MMAlignError
+from mmalign.io.text import read_lines
+from mmalign.report import SILENT, Reporter
+
+PAIR_HEADER_WORDS = frozenset(
+    "kg1 kg2 kg1_entity kg2_entity entity1 entity2 source target left right head tail".split()
+)
+
+
+def _is_header(line: str) -> bool:
+    return line.startswith("#") or all(f.strip().lower() in PAIR_HEADER_WORDS for f in line.split("\t"))
+
+
+def read_pairs(
+    path: Path,
+    workspace,
+    *,
+    skip_unknown: bool = False,
+    reporter: Reporter = SILENT,
+) -> np.ndarray:
+    """``(P, 2)`` int64 array of (KG1 local id, KG2 local id), in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise MMAlignError("no such file", path=path)
+    lines = read_lines(path)
+    start = 1 if lines and _is_header(lines[0]) else 0
+    left_index, right_index = workspace.kg1.entity_index(), workspace.kg2.entity_index()
+    pairs: list[tuple[int, int]] = []
+    seen: dict[tuple[int, int], int] = {}
+    unknown, first_unknown = 0, ""
+    for number in range(start, len(lines)):
+        line = lines[number]
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise MMAlignError(f"expected 2 tab-separated columns (kg1 entity, kg2 entity), found {len(fields)}", path, number + 1)
+        left, right = left_index.get(fields[0]), right_index.get(fields[1])
+        if left is None or right is None:
+            side, key = ("KG1", fields[0]) if left is None else ("KG2", fields[1])
+            problem = f"unknown {side} entity {key!r}"
+            if not skip_unknown:
+                raise MMAlignError(f"{problem} (use --skip-unknown to skip such pairs)", path, number + 1)
+            unknown += 1
+            first_unknown = first_unknown or f"line {number + 1}: {problem}"
+            continue
+        if (left, right) in seen:
+            raise MMAlignError(f"pair listed twice (first on line {seen[(left, right)]})", path, number + 1)
+        seen[(left, right)] = number + 1
+        pairs.append((left, right))
+    if unknown:
+        reporter.warn(f"{path}: skipped {unknown:,} pair{'s' if unknown > 1 else ''} naming unknown entities (first: {first_unknown})")
+    if not pairs:
+        raise MMAlignError("no pairs in file", path=path)
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def pair_keys(pairs: np.ndarray, workspace) -> list[tuple[str, str]]:
+    """Entity keys of id pairs (for the run folder's pair files)."""
+    return [(workspace.kg1.entities[a], workspace.kg2.entities[b]) for a, b in pairs.tolist()]

@@ -1,0 +1,493 @@
+"""Training LoginMEA from seed pairs: the loop, validation-based selection, checkpoints, resume.
+
+One full-graph forward per epoch, the loss over shuffled chunks of the training pairs, one
+backward over their sum and one optimiser step (the authors' step structure, with one
+backward instead of one per chunk). Iterative training adds mutual-nearest-neighbour pairs
+that stay mutual over a window of checks (loginmea-spec §3.4). The model is selected on the
+validation split — never on test — and training stops early when validation H@1 stops
+improving.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+import mmalign
+from mmalign.errors import MMAlignError
+from mmalign.features import REGISTERED_MODALITIES
+from mmalign.features.base import REGISTRY, FeatureContext, ModalityFeatures
+from mmalign.graph import Graph, build_graph
+from mmalign.metrics import hits_mrr
+from mmalign.model.encoders import prepare_input
+from mmalign.model.loginmea import LoginMEA, ModelConfig
+from mmalign.model.loss import LOSSES
+from mmalign.pairs import pair_keys, read_pairs
+from mmalign.report import SILENT, Reporter
+from mmalign.run import (
+    append_jsonl,
+    atomic_save_tensors,
+    atomic_write_json,
+    new_run,
+    read_json,
+    read_pairs as read_key_pairs,
+    write_pairs,
+)
+from mmalign.pseudo import mutual_nearest
+from mmalign.search import rank_of_targets
+from mmalign.workspace import Workspace
+
+VARIANT_DEFAULTS = {
+    # Architecture of the authors' released code (loginmea-spec §2 [C]) and of the paper's text
+    # ([P]). Training schedule options (lr, epochs) are separate: see TrainOptions.
+    "code": {"structure_branch": True, "joint_layer0": "early_concat", "relation_values": "count"},
+    "paper": {"structure_branch": False, "joint_layer0": "fused", "relation_values": "binary"},
+}
+
+
+@dataclass
+class TrainOptions:
+    """Every option of a run; saved in config.json and restored by ``--resume``."""
+
+    variant: str = "code"
+    epochs: int = 500
+    lr: float = 5e-3  # the paper's; the code's 5e-4 needs its 1000 epochs
+    weight_decay: float = 0.01
+    batch_size: int = 3500  # in-batch negatives per loss chunk
+    tau: float = 0.1
+    loss: str = "infonce"  # infonce | icl
+    seed: int = 2023
+    valid_fraction: float = 0.1
+    eval_every: int = 10
+    patience: int = 5  # evaluations without a better validation H@1 before stopping
+    min_epochs: int = 100  # never stop before this epoch (iterative training needs time)
+    csls: int = 3
+    iterative: bool = True
+    il_start: int = 50
+    il_check: int = 10  # epochs between mutual-NN checks
+    il_window: int = 50  # pairs must stay mutual-NN over a whole window to be added
+    precision: str = "bf16"  # bf16 | fp32 for the dense products of the loss/search
+    modalities: list[str] = field(default_factory=lambda: list(REGISTERED_MODALITIES))
+    bag_size: int = 1000
+    relation_values: str | None = None  # count | binary; None: the variant's
+    missing_image: str = "neighbor_mean"
+    names: str = "none"
+    name_encoder: str = "char"
+    names_file: str | None = None
+    dim: int = 300
+    modal_dim: int = 300
+    rank: int = 8
+    fusion: str = "lmf"
+    adaptive_weights: bool = True
+    modality_score: str = "shared"
+    graph_layer: str = "rrea"
+    paradigm: str = "login"
+    structure_branch: bool | None = None  # None: the variant's
+    device: str = "cpu"
+
+    def resolved(self) -> "TrainOptions":
+        """Fill the variant-dependent options left at None."""
+        if self.variant not in VARIANT_DEFAULTS:
+            raise MMAlignError(f"unknown variant {self.variant!r} (choose code or paper)")
+        values = asdict(self)
+        for key, value in VARIANT_DEFAULTS[self.variant].items():
+            if key in values and values[key] is None:
+                values[key] = value
+        return TrainOptions(**values)
+
+    def model_config(self) -> ModelConfig:
+        defaults = VARIANT_DEFAULTS[self.variant]
+        return ModelConfig(
+            dim=self.dim,
+            modal_dim=self.modal_dim,
+            rank=self.rank,
+            fusion=self.fusion,
+            adaptive_weights=self.adaptive_weights,
+            modality_score=self.modality_score,
+            graph_layer=self.graph_layer,
+            structure_branch=bool(self.structure_branch),
+            joint_layer0=defaults["joint_layer0"],
+            paradigm=self.paradigm,
+        )
+
+
+@dataclass
+class Splits:
+    """Pairs in the global id space (KG2 ids offset by the KG1 entity count)."""
+
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray | None
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    selected_epoch: int
+    valid: dict[str, float]
+    test: dict[str, float] | None
+    epochs_run: int
+    seconds: float
+    seconds_per_epoch: float
+    modalities: dict[str, Any]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_splits(
+    workspace: Workspace,
+    seeds: Path,
+    *,
+    valid: Path | None,
+    valid_fraction: float,
+    test: Path | None,
+    seed: int,
+    skip_unknown: bool,
+    reporter: Reporter,
+) -> Splits:
+    """Read the pair files and draw the validation split from the seeds when none is given."""
+    offset = len(workspace.kg1.entities)
+    seed_pairs = read_pairs(seeds, workspace, skip_unknown=skip_unknown, reporter=reporter)
+    if valid is not None:
+        valid_pairs = read_pairs(valid, workspace, skip_unknown=skip_unknown, reporter=reporter)
+        train_pairs = seed_pairs
+    else:
+        if not 0 < valid_fraction < 1:
+            raise MMAlignError(f"--valid-fraction must be between 0 and 1, got {valid_fraction}")
+        order = np.random.default_rng(seed).permutation(len(seed_pairs))
+        n_valid = max(1, int(round(len(seed_pairs) * valid_fraction)))
+        if n_valid >= len(seed_pairs):
+            raise MMAlignError(f"too few seed pairs ({len(seed_pairs)}) to hold out a validation split", path=seeds)
+        valid_pairs, train_pairs = seed_pairs[order[:n_valid]], seed_pairs[order[n_valid:]]
+    test_pairs = read_pairs(test, workspace, skip_unknown=skip_unknown, reporter=reporter) if test else None
+    _check_disjoint(train_pairs, valid_pairs, "seeds", "validation", valid or seeds)
+    if test_pairs is not None:
+        _check_disjoint(np.concatenate([train_pairs, valid_pairs]), test_pairs, "seeds", "test", test)
+    shift = np.array([0, offset])
+    return Splits(train_pairs + shift, valid_pairs + shift, None if test_pairs is None else test_pairs + shift)
+
+
+def _check_disjoint(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, path: Path) -> None:
+    for side, label in ((0, "KG1"), (1, "KG2")):
+        both = np.intersect1d(a[:, side], b[:, side])
+        if len(both):
+            raise MMAlignError(f"{len(both):,} {label} entit{'y is' if len(both) == 1 else 'ies are'} in both the {name_a} and the {name_b} pairs; they must be disjoint", path=path)
+
+
+def global_triples(workspace: Workspace) -> tuple[np.ndarray, int]:
+    """Both KGs' triples in the global id space, and the number of relation ids."""
+    kg1, kg2 = workspace.kg1, workspace.kg2
+    second = kg2.triples.astype(np.int64) + np.array([len(kg1.entities), len(kg1.relations), len(kg1.entities)])
+    return np.concatenate([kg1.triples.astype(np.int64), second]), len(kg1.relations) + len(kg2.relations)
+
+
+def build_features(workspace: Workspace, graph: Graph, triples: np.ndarray, options: TrainOptions, reporter: Reporter) -> list[ModalityFeatures]:
+    """Every requested modality that some entity has, in registry order."""
+    unknown = [m for m in options.modalities if m not in REGISTRY]
+    if unknown:
+        raise MMAlignError(f"unknown modality {unknown[0]!r} (available: {', '.join(REGISTRY)})")
+    ctx = FeatureContext(
+        workspace=workspace,
+        options=asdict(options),
+        neighbors=graph.counts,
+        reporter=reporter,
+        n_kg1=len(workspace.kg1.entities),
+        n_kg2=len(workspace.kg2.entities),
+        triples=triples,
+        n_relations=graph.n_relations,
+    )
+    built = []
+    for name in options.modalities:
+        features = REGISTRY[name](ctx)
+        if features is None:
+            reporter.info(f"modality {name}: no entity has it, skipped")
+        else:
+            built.append(features)
+    return built
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu`` or ``cuda:N``; a clear error when CUDA or that GPU is absent."""
+    if device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise MMAlignError(f"--gpu was given but this torch has no usable CUDA ({torch.__version__}); install a CUDA build of torch or train on the CPU")
+    index = torch.device(device).index or 0
+    if index >= torch.cuda.device_count():
+        raise MMAlignError(f"GPU {index} does not exist (found {torch.cuda.device_count()})")
+    return torch.device(device)
+
+
+class Trainer:
+    """Holds the state of one run; ``fit`` trains, ``state``/``load_state`` checkpoint it."""
+
+    def __init__(self, workspace: Workspace, splits: Splits, options: TrainOptions, run_dir: Path, reporter: Reporter = SILENT) -> None:
+        self.workspace, self.splits, self.options, self.run_dir, self.reporter = workspace, splits, options, run_dir, reporter
+        self.device = resolve_device(options.device)
+        seed_everything(options.seed)
+        triples, n_relations = global_triples(workspace)
+        self.n1 = len(workspace.kg1.entities)
+        self.n_entities = self.n1 + len(workspace.kg2.entities)
+        graph = build_graph(triples, self.n_entities, n_relations)
+        self.features = build_features(workspace, graph, triples, options, reporter)
+        self.graph = graph.to(self.device)
+        self.inputs = [prepare_input(f.matrix, self.device) for f in self.features]
+        self.model = LoginMEA(options.model_config(), [f.dim for f in self.features], self.n_entities, n_relations).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+        self.loss_fn = LOSSES[options.loss]
+        self.epoch = 0
+        self.pseudo = np.zeros((0, 2), dtype=np.int64)
+        self.candidates: set[tuple[int, int]] = set()
+        self.best_h1, self.best_epoch, self.bad_evals = -1.0, -1, 0
+        self.generator = np.random.default_rng(options.seed)
+
+    # -- one epoch ---------------------------------------------------------------------
+    def embed(self, blocks: list[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+        """Concatenated blocks of some rows only (no N × D copy, no N × D gradient)."""
+        return torch.cat([b[rows] for b in blocks], dim=1)
+
+    def step(self) -> float:
+        self.model.train()
+        blocks = self.model.forward_blocks(self.inputs, self.graph)
+        pairs = np.concatenate([self.splits.train, self.pseudo])
+        pairs = torch.from_numpy(pairs[self.generator.permutation(len(pairs))]).to(self.device)
+        total = torch.zeros((), device=self.device)
+        for start in range(0, len(pairs), self.options.batch_size):
+            chunk = pairs[start : start + self.options.batch_size]
+            left, right = self.embed(blocks, chunk[:, 0]), self.embed(blocks, chunk[:, 1])
+            if self.options.precision == "bf16":
+                left, right = left.bfloat16(), right.bfloat16()
+            total = total + self.loss_fn(left, right, self.options.tau).float()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        return float(total.detach())
+
+    @torch.no_grad()
+    def embeddings(self) -> torch.Tensor:
+        """L2-normalised embeddings of every entity (float32, on the CPU)."""
+        self.model.eval()
+        blocks = self.model.forward_blocks(self.inputs, self.graph)
+        return torch.nn.functional.normalize(torch.cat(blocks, dim=1), dim=1).float().cpu()
+
+    def evaluate(self, embeddings: torch.Tensor, pairs: np.ndarray) -> dict[str, float]:
+        """H@k/MRR with CSLS, candidates = the split's targets (the papers' protocol)."""
+        targets, target_index = np.unique(pairs[:, 1], return_inverse=True)
+        queries, query_rows = np.unique(pairs[:, 0], return_inverse=True)
+        ranks = rank_of_targets(
+            embeddings[queries], embeddings[targets], torch.from_numpy(target_index),
+            csls_k=self.options.csls, query_rows=torch.from_numpy(query_rows),
+        )
+        return hits_mrr(ranks)
+
+    # -- iterative training ------------------------------------------------------------
+    def update_pseudo_pairs(self, embeddings: torch.Tensor) -> None:
+        """Mutual nearest neighbours among entities not yet paired (loginmea-spec §3.4)."""
+        o = self.options
+        epoch = self.epoch + 1
+        if not o.iterative or self.epoch < o.il_start or epoch % o.il_check:
+            return
+        used = np.concatenate([self.splits.train, self.pseudo])
+        left = np.setdiff1d(np.arange(self.n1), used[:, 0])
+        right = np.setdiff1d(np.arange(self.n1, self.n_entities), used[:, 1])
+        if len(left) == 0 or len(right) == 0:
+            return
+        rows, cols = mutual_nearest(embeddings[left], embeddings[right], precision=o.precision)
+        found = set(zip(left[rows.numpy()].tolist(), right[cols.numpy()].tolist()))
+        window_start = (epoch - o.il_check) % o.il_window == 0
+        self.candidates = found if window_start or not self.candidates else self.candidates & found
+        if epoch % o.il_window == 0 and self.candidates:
+            added = np.asarray(sorted(self.candidates), dtype=np.int64)
+            self.pseudo = np.concatenate([self.pseudo, added])
+            self.reporter.info(f"epoch {epoch}: added {len(added):,} pseudo pairs ({len(self.pseudo):,} in all)")
+            self.candidates = set()
+
+    # -- checkpoints -------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt_state = self.optimizer.state_dict()
+        scalars: dict[str, Any] = {"param_groups": opt_state["param_groups"], "steps": {}}
+        for index, state in opt_state["state"].items():
+            for key, value in state.items():
+                if key == "step":
+                    scalars["steps"][str(index)] = float(value)
+                else:
+                    tensors[f"optimizer.{index}.{key}"] = value
+        tensors["pseudo"] = torch.from_numpy(self.pseudo)
+        tensors["candidates"] = torch.tensor(sorted(self.candidates), dtype=torch.int64).reshape(-1, 2)
+        atomic_save_tensors(self.run_dir / "checkpoint.safetensors", tensors)
+        atomic_write_json(self.run_dir / "checkpoint.json", {
+            "epoch": self.epoch, "best_h1": self.best_h1, "best_epoch": self.best_epoch,
+            "bad_evals": self.bad_evals, "optimizer": scalars,
+            "rng": {"numpy": self.generator.bit_generator.state, "torch": torch.get_rng_state().tolist()},
+        })
+
+    def load_checkpoint(self) -> None:
+        tensors = load_file(str(self.run_dir / "checkpoint.safetensors"))
+        meta = read_json(self.run_dir / "checkpoint.json")
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value.to(self.device)
+        for index, step in meta["optimizer"]["steps"].items():
+            state.setdefault(int(index), {})["step"] = torch.tensor(step)
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+        self.pseudo = tensors["pseudo"].numpy().astype(np.int64).reshape(-1, 2)
+        self.candidates = {tuple(p) for p in tensors["candidates"].tolist()}
+        self.epoch, self.best_h1, self.best_epoch, self.bad_evals = meta["epoch"], meta["best_h1"], meta["best_epoch"], meta["bad_evals"]
+        self.generator.bit_generator.state = meta["rng"]["numpy"]
+        torch.set_rng_state(torch.tensor(meta["rng"]["torch"], dtype=torch.uint8))
+
+    # -- the loop ----------------------------------------------------------------------
+    def fit(self) -> tuple[int, float]:
+        """Train until the epoch budget or early stopping; returns (epochs run now, seconds)."""
+        o = self.options
+        start_epoch, started = self.epoch, time.perf_counter()
+        last_h1 = float("nan")
+        with self.reporter.progress("training", total=o.epochs) as task:
+            task.advance(self.epoch)
+            while self.epoch < o.epochs:
+                loss = self.step()
+                epoch = self.epoch + 1
+                evaluate = epoch % o.eval_every == 0 or epoch == o.epochs
+                needs_embeddings = evaluate or (o.iterative and self.epoch >= o.il_start and epoch % o.il_check == 0)
+                embeddings = self.embeddings() if needs_embeddings else None
+                if embeddings is not None:
+                    self.update_pseudo_pairs(embeddings)
+                self.epoch = epoch
+                if evaluate:
+                    metrics = self.evaluate(embeddings, self.splits.valid)
+                    last_h1 = metrics["hits@1"]
+                    append_jsonl(self.run_dir / "metrics.jsonl", {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo), **metrics})
+                    if last_h1 > self.best_h1:
+                        self.best_h1, self.best_epoch, self.bad_evals = last_h1, epoch, 0
+                        atomic_save_tensors(self.run_dir / "best.safetensors", self.model.state_dict())
+                    else:
+                        self.bad_evals += 1
+                    self.save_checkpoint()
+                task.advance(1, loss=round(loss, 4), valid_h1=last_h1, pseudo=len(self.pseudo))
+                if evaluate and self.bad_evals >= o.patience and epoch >= o.min_epochs:
+                    self.reporter.info(f"early stop at epoch {epoch}: no better validation H@1 for {o.patience} evaluations")
+                    break
+        return self.epoch - start_epoch, time.perf_counter() - started
+
+
+def _config(workspace: Workspace, options: TrainOptions, seeds: Path, valid: Path | None, test: Path | None) -> dict[str, Any]:
+    return {
+        "options": asdict(options),
+        "seeds": str(Path(seeds).resolve()),
+        "valid": str(Path(valid).resolve()) if valid else None,
+        "test": str(Path(test).resolve()) if test else None,
+        "workspace": str(workspace.path.resolve()),
+        "data": workspace.manifest.get("sources"),
+        "versions": {"mmalign": mmalign.__version__, "torch": torch.__version__, "numpy": np.__version__},
+        "threads": torch.get_num_threads(),
+    }
+
+
+def train(
+    workdir: Path,
+    seeds: Path,
+    options: TrainOptions,
+    *,
+    valid: Path | None = None,
+    test: Path | None = None,
+    skip_unknown: bool = False,
+    reporter: Reporter = SILENT,
+) -> TrainResult:
+    """Train a new run in ``workdir/runs/<timestamp>`` and return its selected metrics."""
+    workspace = Workspace.open(workdir)
+    options = options.resolved()
+    splits = make_splits(workspace, seeds, valid=valid, valid_fraction=options.valid_fraction, test=test,
+                         seed=options.seed, skip_unknown=skip_unknown, reporter=reporter)
+    run_dir = new_run(Path(workdir))
+    reporter.info(f"run folder: {run_dir}")
+    atomic_write_json(run_dir / "config.json", _config(workspace, options, seeds, valid, test))
+    _write_split_files(run_dir, workspace, splits)
+    trainer = Trainer(workspace, splits, options, run_dir, reporter)
+    return _finish(trainer, *trainer.fit())
+
+
+def resume(workdir: Path, run_dir: Path, *, reporter: Reporter = SILENT) -> TrainResult:
+    """Continue an interrupted run from its last checkpoint (same options, same data)."""
+    config = read_json(run_dir / "config.json")
+    workspace = Workspace.open(workdir)
+    if config.get("data") != workspace.manifest.get("sources"):
+        raise MMAlignError("the workspace's data changed since this run started; start a new run instead of resuming", path=run_dir)
+    known = {f.name for f in fields(TrainOptions)}
+    options = TrainOptions(**{k: v for k, v in config["options"].items() if k in known})
+    splits = _read_split_files(run_dir, workspace)
+    trainer = Trainer(workspace, splits, options, run_dir, reporter)
+    if (run_dir / "checkpoint.safetensors").is_file():
+        trainer.load_checkpoint()
+        reporter.info(f"resuming {run_dir.name} at epoch {trainer.epoch}")
+    else:
+        reporter.info(f"{run_dir.name} has no checkpoint yet: starting it from epoch 0")
+    return _finish(trainer, *trainer.fit())
+
+
+def _write_split_files(run_dir: Path, workspace: Workspace, splits: Splits) -> None:
+    offset = np.array([0, len(workspace.kg1.entities)])
+    (run_dir / "pairs").mkdir(exist_ok=True)
+    for name in ("train", "valid", "test"):
+        pairs = getattr(splits, name)
+        if pairs is not None:
+            write_pairs(run_dir / "pairs" / f"{name}.tsv", pair_keys(pairs - offset, workspace))
+
+
+def _read_split_files(run_dir: Path, workspace: Workspace) -> Splits:
+    left, right = workspace.kg1.entity_index(), workspace.kg2.entity_index()
+    offset = len(workspace.kg1.entities)
+
+    def load(name: str) -> np.ndarray | None:
+        path = run_dir / "pairs" / f"{name}.tsv"
+        if not path.is_file():
+            return None
+        return np.asarray([(left[a], right[b] + offset) for a, b in read_key_pairs(path)], dtype=np.int64).reshape(-1, 2)
+
+    return Splits(load("train"), load("valid"), load("test"))
+
+
+def _finish(trainer: Trainer, epochs_run: int, seconds: float) -> TrainResult:
+    """Load the best validation model, write embeddings, test metrics and summary.json."""
+    run_dir, options = trainer.run_dir, trainer.options
+    best = run_dir / "best.safetensors"
+    if best.is_file():
+        trainer.model.load_state_dict(load_file(str(best)))
+    embeddings = trainer.embeddings()
+    valid = trainer.evaluate(embeddings, trainer.splits.valid)
+    test = trainer.evaluate(embeddings, trainer.splits.test) if trainer.splits.test is not None else None
+    if test is not None:
+        append_jsonl(run_dir / "metrics.jsonl", {"epoch": trainer.best_epoch, "split": "test", **test})
+    atomic_save_tensors(run_dir / "embeddings.safetensors", {"kg1": embeddings[: trainer.n1], "kg2": embeddings[trainer.n1 :]})
+    modalities = {f.name: {"dim": f.dim, "present_kg1": int(f.present[: trainer.n1].sum()),
+                           "present_kg2": int(f.present[trainer.n1 :].sum()), **f.info} for f in trainer.features}
+    skipped = [m for m in options.modalities if m not in modalities]
+    summary = {
+        "selected_epoch": trainer.best_epoch,
+        "epochs_run": trainer.epoch,
+        "valid": valid,
+        "test": test,
+        "modalities": modalities,
+        "skipped_modalities": skipped,
+        "pseudo_pairs": int(len(trainer.pseudo)),
+        "seconds": round(seconds, 2),
+        "seconds_per_epoch": round(seconds / max(epochs_run, 1), 4),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    return TrainResult(run_dir, trainer.best_epoch, valid, test, trainer.epoch, seconds, summary["seconds_per_epoch"], modalities)

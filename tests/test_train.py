@@ -1,0 +1,117 @@
+"""Training end to end on generated KGs: alignment, determinism, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from mmalign.cli import app
+from mmalign.errors import MMAlignError
+from mmalign.ingest import ingest
+from mmalign.train import TrainOptions, resume, train
+from synthetic import make_pair
+
+SMALL = dict(dim=32, modal_dim=32, rank=4, epochs=60, eval_every=10, il_start=20, il_check=5, il_window=10,
+             min_epochs=60, lr=0.01, valid_fraction=0.2, precision="fp32")
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path):
+    pair = make_pair(tmp_path / "data")
+    work = tmp_path / "work"
+    ingest([pair.kg1, pair.kg2], work)
+    return work, pair
+
+
+def test_isomorphic_graphs_align_perfectly(workspace) -> None:
+    work, pair = workspace
+    result = train(work, pair.seeds, TrainOptions(**SMALL), test=pair.test)
+    assert result.test["hits@1"] == 1.0, result.test
+    run = result.run_dir
+    for name in ("config.json", "checkpoint.safetensors", "best.safetensors", "metrics.jsonl", "embeddings.safetensors", "summary.json"):
+        assert (run / name).is_file(), name
+    assert (work / "runs" / "latest").resolve() == run.resolve()
+    embeddings = load_file(str(run / "embeddings.safetensors"))
+    assert embeddings["kg1"].shape[0] == 80 or embeddings["kg1"].shape[0] > 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"]["hits@1"] == 1.0 and "relation" in summary["modalities"]
+    assert summary["skipped_modalities"] == ["attribute"]  # no attributes in these KGs
+    evaluations = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in evaluations if e["split"] == "valid"] == [10, 20, 30, 40, 50, 60]
+
+
+def test_same_seed_gives_identical_embeddings(workspace) -> None:
+    work, pair = workspace
+    options = dict(SMALL, epochs=12, min_epochs=0)
+    first = train(work, pair.seeds, TrainOptions(**options))
+    second = train(work, pair.seeds, TrainOptions(**options))
+    a = load_file(str(first.run_dir / "embeddings.safetensors"))
+    b = load_file(str(second.run_dir / "embeddings.safetensors"))
+    assert first.run_dir != second.run_dir
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in ("kg1", "kg2"))
+
+
+def test_resume_continues_to_the_same_result(workspace) -> None:
+    work, pair = workspace
+    full = train(work, pair.seeds, TrainOptions(**dict(SMALL, epochs=30, min_epochs=0)))
+    # Stop a run at epoch 20 (its last checkpoint), then resume it with a budget of 30.
+    partial = train(work, pair.seeds, TrainOptions(**dict(SMALL, epochs=20, min_epochs=0)))
+    config = json.loads((partial.run_dir / "config.json").read_text())
+    config["options"]["epochs"] = 30
+    (partial.run_dir / "config.json").write_text(json.dumps(config))
+    resumed = resume(work, partial.run_dir)
+    assert resumed.epochs_run == 30
+    a = load_file(str(full.run_dir / "embeddings.safetensors"))
+    b = load_file(str(resumed.run_dir / "embeddings.safetensors"))
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in ("kg1", "kg2"))
+
+
+def test_seed_and_test_overlap_is_an_error(workspace, tmp_path: Path) -> None:
+    work, pair = workspace
+    overlap = tmp_path / "overlap.tsv"
+    overlap.write_text(pair.seeds.read_text().splitlines()[0] + "\n")
+    with pytest.raises(MMAlignError, match="in both the seeds and the test pairs"):
+        train(work, pair.seeds, TrainOptions(**SMALL), test=overlap)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("e1\tE1x\ne1\tE1x\n", "2: pair listed twice"),
+        ("e1\tnope\n", "1: unknown KG2 entity 'nope'"),
+        ("e1 E1x\n", "1: expected 2 tab-separated columns"),
+        ("", "no pairs in file"),
+    ],
+)
+def test_bad_seed_files_exit_2_with_one_line(workspace, tmp_path: Path, content: str, message: str) -> None:
+    work, _ = workspace
+    seeds = tmp_path / "bad.tsv"
+    seeds.write_text(content)
+    result = CliRunner().invoke(app, ["train", "--seeds", str(seeds), "-w", str(work)])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_skip_unknown_counts_and_continues(workspace, tmp_path: Path) -> None:
+    work, pair = workspace
+    seeds = tmp_path / "seeds.tsv"
+    seeds.write_text(pair.seeds.read_text() + "ghost\tE1x\n")
+    result = CliRunner().invoke(app, ["train", "--seeds", str(seeds), "-w", str(work), "--skip-unknown", "--epochs", "2",
+                                      "--dim", "16", "--rank", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 pair naming unknown entities" in " ".join(result.output.split())
+
+
+def test_gpu_without_cuda_is_a_clear_error(workspace) -> None:
+    work, pair = workspace
+    result = CliRunner().invoke(app, ["train", "--seeds", str(pair.seeds), "-w", str(work), "--gpu", "0"])
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert result.exit_code == 2 and "no usable CUDA" in result.output
