@@ -37,9 +37,10 @@ import re
 import time
 import unicodedata
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import unquote
 
 import numpy as np
@@ -297,6 +298,23 @@ def _import_model_package(model: str) -> Any:
         raise MMAlignError(f"the sentence-transformers model {model!r} is not installed; {INSTALL_HINT}") from None
 
 
+@contextmanager
+def _no_transformers_progress() -> Iterator[None]:
+    """Hide transformers' own "Loading weights" bar (library code never draws on the terminal)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # reported by the caller, which imports sentence-transformers next
+        yield
+        return
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_sentence_encoder(model: str, device: str = "cpu") -> Any:
     """A SentenceTransformer from a local folder or a model package, loaded offline.
 
@@ -309,14 +327,15 @@ def load_sentence_encoder(model: str, device: str = "cpu") -> Any:
     ensure_torchvision()
     folder = Path(model).expanduser()
     try:
-        if folder.is_dir():
-            from sentence_transformers import SentenceTransformer
+        with _no_transformers_progress():
+            if folder.is_dir():
+                from sentence_transformers import SentenceTransformer
 
-            return SentenceTransformer(str(folder), device=device, local_files_only=True)
-        load = getattr(_import_model_package(model), "load_model", None)
-        if load is None:
-            raise MMAlignError(f"package {model!r} has no load_model(); {INSTALL_HINT}")
-        return load(device=device)
+                return SentenceTransformer(str(folder), device=device, local_files_only=True)
+            load = getattr(_import_model_package(model), "load_model", None)
+            if load is None:
+                raise MMAlignError(f"package {model!r} has no load_model(); {INSTALL_HINT}")
+            return load(device=device)
     except MMAlignError:
         raise
     except ImportError as error:
