@@ -1,28 +1,29 @@
 """Blockwise nearest-neighbour search between two sets of entity embeddings.
 
 Inputs are L2-normalised float32 rows, so cosine similarity is a dot product. Nothing here
-ever holds a queries × candidates matrix: queries are processed in blocks of rows, and one
-block of scores is at most ``max(BLOCK_BYTES, MIN_ROWS × N × 4 bytes)``. Memory is therefore
-O(block × N + N × d) and a million entities per side runs in bounded memory.
+ever holds a queries × candidates matrix: queries are scored in blocks of rows, one block
+holding at most ``max(BLOCK_BYTES, MIN_ROWS × N × 4 bytes)``, so memory is
+O(block × N + N × d) and a million entities per side run in bounded memory.
 
-Scores are either cosine or CSLS (Conneau et al., 2018), which corrects for hubs:
+Scores are cosine or CSLS (Conneau et al., 2018), which corrects for hubs:
 
     CSLS(i, j) = 2 cos(i, j) − r_Q(i) − r_C(j)
 
 with r_Q(i) the mean of query i's ``csls_k`` largest cosines over the candidates and r_C(j)
-the mean of candidate j's ``csls_k`` largest cosines over the queries. r_C needs a full pass
-(candidates against queries) before ranking; r_Q is read off each query block as it is
-scored, so CSLS costs two passes, not three.
+the mean of candidate j's ``csls_k`` largest cosines over the queries. r_C takes one full
+pass (candidates against queries) before ranking; r_Q is read off each query block as it
+is scored, so CSLS costs two passes, not three.
 
-Ties: candidates with exactly equal (float32) scores are ordered by lower candidate index
-first, in every backend. ``torch.topk`` and faiss break ties arbitrarily, so the boundary of
-each top-k list is checked and rows with a tie across it are redone exactly.
+Ties: candidates with equal ranking keys — the float32 cosine, or 2 cos − r_C with CSLS
+(r_Q is constant within a query's list) — are ordered lower candidate index first, in
+every backend. ``torch.topk`` and faiss break ties arbitrarily, so the boundary of each
+top-k list is checked and rows with a tie across it are redone exactly. Equal means
+bit-equal: BLAS sums in different orders at matrix edges, so two identical embeddings can
+score a last-bit apart, and then the higher one comes first.
 
-Backends: torch (always there) and faiss ``IndexFlatIP`` (optional, measured about 25%
-faster for plain cosine top-k on this 2-core CPU). CSLS with faiss is exact too: for a
-fixed query, CSLS minus the constant r_Q(i) is the inner product of ``[q_i, 1]`` with
-``[2 c_j, −r_C(j)]``, so an inner-product index over those augmented rows returns the
-exact CSLS top-k.
+Backends: torch (always there) and faiss ``IndexFlatIP`` (optional extra), which ``auto``
+picks for plain cosine because it was faster here (see benchmarks/predict.py). CSLS always
+runs on torch blocks: faiss would need a third pass for r_Q and measured twice as slow.
 """
 
 from __future__ import annotations
@@ -45,10 +46,6 @@ BLOCK_BYTES = 128 * 2**20
 MIN_ROWS = 32
 """Fewest query rows per block: fewer makes the matrix product inefficient for huge N."""
 
-FAISS_MIN_PAIRS = 10**8
-"""Below this many query × candidate pairs the search takes well under a second either way,
-so ``auto`` stays with torch (no index copy)."""
-
 FAISS_CHUNK = 16384
 """Queries per faiss call: faiss blocks internally; this only paces progress reports."""
 
@@ -64,6 +61,7 @@ def _faiss() -> ModuleType | None:
 
 
 def faiss_available() -> bool:
+    """Whether the optional faiss backend can be used."""
     return _faiss() is not None
 
 
@@ -88,7 +86,8 @@ def topk(
     Returns ``(scores, indices)``, both (Q, min(k, N)): float32 cosine (or CSLS when
     ``csls_k`` > 0) and int64 candidate row indices. Equal scores: lower index first.
     ``block`` bounds the query rows scored at once (see :func:`block_rows`). ``backend``:
-    ``"auto"`` uses faiss when installed and the search is big enough to pay off.
+    ``"auto"`` uses faiss for cosine when it is installed, torch otherwise; ``"faiss"``
+    insists on it (ValueError with CSLS or without faiss).
     """
     queries, candidates = _check(queries, candidates)
     if k < 1:
@@ -99,10 +98,9 @@ def topk(
     k = min(k, n_c)
     if n_q == 0 or n_c == 0:
         return torch.empty(n_q, k), torch.empty(n_q, k, dtype=torch.int64)
-    use_faiss = _use_faiss(backend, n_q, n_c)
-    r_c = _csls_r(candidates, queries, csls_k, block, use_faiss, reporter) if csls_k else None
-    if use_faiss:
-        return _faiss_topk(queries, candidates, k, r_c, csls_k, block, reporter)
+    if _use_faiss(backend, csls_k):
+        return _faiss_topk(queries, candidates, k, reporter)
+    r_c = _csls_r(candidates, queries, csls_k, block, reporter) if csls_k else None
     return _torch_topk(queries, candidates, k, r_c, csls_k, block, reporter)
 
 
@@ -142,7 +140,7 @@ def rank_of_targets(
     n_c = len(candidates)
     if targets.min() < 0 or targets.max() >= n_c or query_rows.min() < 0 or query_rows.max() >= len(queries):
         raise ValueError("target or query row index out of range")
-    r_c = _csls_r(candidates, queries, csls_k, block, _use_faiss("auto", n_c, len(queries)), reporter) if csls_k else None
+    r_c = _csls_r(candidates, queries, csls_k, block, reporter) if csls_k else None
     order = torch.argsort(query_rows, stable=True)
     sorted_rows = query_rows[order]
     rows = block_rows(n_c, block)
@@ -150,7 +148,7 @@ def rank_of_targets(
     with reporter.progress("ranking targets", total=len(queries)) as task:
         for start in range(0, len(queries), rows):
             stop = min(start + rows, len(queries))
-            scores = _score_block(queries[start:stop], candidates, r_c, csls_k, buffer)
+            scores, _ = _score_block(queries[start:stop], candidates, r_c, csls_k, buffer)
             lo = int(torch.searchsorted(sorted_rows, start))
             hi = int(torch.searchsorted(sorted_rows, stop))
             # Several targets per query may gather more rows than the block: chunk them.
@@ -161,6 +159,34 @@ def rank_of_targets(
                 ranks[pairs] = 1 + torch.gt(picked, own).sum(1, dtype=torch.int32).to(torch.int64)
             task.advance(stop - start)
     return ranks
+
+
+def rank_pairs(
+    left: Tensor,
+    right: Tensor,
+    pairs: Tensor,
+    *,
+    csls_k: int = 0,
+    all_candidates: bool = False,
+    block: int = 4096,
+    reporter: Reporter = SILENT,
+) -> Tensor:
+    """Ranks of gold pairs ``(P, 2)`` (row of ``left``, row of ``right``), one per pair.
+
+    The papers' protocol: the queries are the distinct left entities of the pairs and the
+    candidates the distinct right ones, each used once (so CSLS sees each entity once even
+    when gold is one-to-many); ``all_candidates`` ranks against every row of ``right``.
+    """
+    pairs = torch.as_tensor(pairs, dtype=torch.int64).reshape(-1, 2)
+    queries, query_rows = torch.unique(pairs[:, 0], return_inverse=True)
+    if all_candidates:
+        candidates, targets = right, pairs[:, 1]
+    else:
+        kept, targets = torch.unique(pairs[:, 1], return_inverse=True)
+        candidates = right[kept]
+    return rank_of_targets(
+        left[queries], candidates, targets, csls_k=csls_k, block=block, query_rows=query_rows, reporter=reporter
+    )
 
 
 def one_to_one(scores: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
@@ -202,35 +228,41 @@ def _check(queries: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
     return queries.to(torch.float32).contiguous(), candidates.to(torch.float32).contiguous()
 
 
-def _use_faiss(backend: Backend, n_q: int, n_c: int) -> bool:
+def _use_faiss(backend: Backend, csls_k: int) -> bool:
     if backend == "torch":
         return False
     if backend == "faiss":
+        if csls_k:
+            raise ValueError("CSLS runs on torch blocks only; use backend 'torch' or 'auto'")
         if not faiss_available():
             raise ValueError("backend 'faiss' asked for but faiss is not installed (pip install faiss-cpu)")
         return True
     if backend == "auto":
-        return faiss_available() and n_q * n_c >= FAISS_MIN_PAIRS
+        return faiss_available() and not csls_k
     raise ValueError(f"unknown backend {backend!r}: auto, torch or faiss")
 
 
-def _score_block(block: Tensor, candidates: Tensor, r_c: Tensor | None, csls_k: int, buffer: Tensor) -> Tensor:
-    """Scores of a block of queries against all candidates, written into ``buffer``."""
-    scores = torch.mm(block, candidates.T, out=buffer[: len(block)])
-    if r_c is not None:
-        r_q = scores.topk(min(csls_k, scores.shape[1]), dim=1).values.mean(1, keepdim=True)
-        scores.mul_(2).sub_(r_c).sub_(r_q)
-    return scores
+def _score_block(
+    block: Tensor, candidates: Tensor, r_c: Tensor | None, csls_k: int, buffer: Tensor
+) -> tuple[Tensor, Tensor | None]:
+    """Ranking keys of a block of queries against all candidates, written into ``buffer``,
+    and the block's r_Q (None without CSLS).
+
+    With CSLS the key is 2 cos − r_C: r_Q(i) is the same for all of query i's candidates,
+    so it cannot change the order and is subtracted from the few reported scores only,
+    saving a pass over the block. Doubling the queries is exact in floating point, so
+    r_Q is read off the same product.
+    """
+    if r_c is None:
+        return torch.mm(block, candidates.T, out=buffer[: len(block)]), None
+    keys = torch.mm(block * 2, candidates.T, out=buffer[: len(block)])
+    r_q = keys.topk(min(csls_k, keys.shape[1]), dim=1).values.mean(1) / 2
+    return keys.sub_(r_c), r_q
 
 
-def _csls_r(
-    rows: Tensor, others: Tensor, csls_k: int, block: int, use_faiss: bool, reporter: Reporter
-) -> Tensor:
+def _csls_r(rows: Tensor, others: Tensor, csls_k: int, block: int, reporter: Reporter) -> Tensor:
     """Mean of each row's ``csls_k`` largest cosines with ``others`` (CSLS's r term), (1, R)."""
     k = min(csls_k, len(others))
-    if use_faiss:
-        scores, _ = _faiss_search(others, rows, k, "CSLS neighbourhoods", reporter)
-        return scores.mean(1)[None, :]
     out = torch.empty(len(rows))
     step = block_rows(len(others), block)
     buffer = torch.empty(step, len(others))
@@ -252,37 +284,28 @@ def _torch_topk(
     buffer = torch.empty(rows, n_c)
     with reporter.progress("ranking", total=n_q) as task:
         for start in range(0, n_q, rows):
-            scores = _score_block(queries[start : start + rows], candidates, r_c, csls_k, buffer)
+            scores, r_q = _score_block(queries[start : start + rows], candidates, r_c, csls_k, buffer)
             values, indices = scores.topk(min(k + 1, n_c), dim=1)
             values, indices = _fix_boundary_ties(values, indices, k, lambda tied: scores[tied])
+            if r_q is not None:
+                values -= r_q[:, None]
             scores_out[start : start + len(scores)] = values
             indices_out[start : start + len(scores)] = indices
             task.advance(len(scores))
     return scores_out, indices_out
 
 
-def _faiss_topk(
-    queries: Tensor, candidates: Tensor, k: int, r_c: Tensor | None, csls_k: int, block: int, reporter: Reporter
-) -> tuple[Tensor, Tensor]:
+def _faiss_topk(queries: Tensor, candidates: Tensor, k: int, reporter: Reporter) -> tuple[Tensor, Tensor]:
     n_c = len(candidates)
-    if r_c is None:
-        values, indices = _faiss_search(candidates, queries, min(k + 1, n_c), "ranking", reporter)
-        r_q = None
-    else:
-        # CSLS − r_Q(i) = <[q_i, 1], [2 c_j, −r_C(j)]>: exact CSLS order from an inner product.
-        aug_c = torch.cat([2 * candidates, -r_c.T], dim=1)
-        aug_q = torch.cat([queries, torch.ones(len(queries), 1)], dim=1)
-        values, indices = _faiss_search(aug_c, aug_q, min(k + 1, n_c), "ranking", reporter)
-        r_q = _csls_r(queries, candidates, csls_k, block, True, reporter)[0]
-        values -= r_q[:, None]
+    values, indices = _faiss_search(candidates, queries, min(k + 1, n_c), reporter)
 
     def exact_rows(tied: Tensor) -> Tensor:
-        return _score_block(queries[tied], candidates, r_c, csls_k, torch.empty(len(tied), n_c))
+        return torch.mm(queries[tied], candidates.T)
 
     return _fix_boundary_ties(values, indices, k, exact_rows)
 
 
-def _faiss_search(base: Tensor, queries: Tensor, k: int, description: str, reporter: Reporter) -> tuple[Tensor, Tensor]:
+def _faiss_search(base: Tensor, queries: Tensor, k: int, reporter: Reporter) -> tuple[Tensor, Tensor]:
     """Exact inner-product top-k with faiss (ties in arbitrary order)."""
     faiss = _faiss()
     assert faiss is not None
@@ -291,7 +314,7 @@ def _faiss_search(base: Tensor, queries: Tensor, k: int, description: str, repor
     values = torch.empty(len(queries), k)
     indices = torch.empty(len(queries), k, dtype=torch.int64)
     q = queries.contiguous().numpy()
-    with reporter.progress(description, total=len(queries)) as task:
+    with reporter.progress("ranking", total=len(queries)) as task:
         for start in range(0, len(queries), FAISS_CHUNK):
             d, i = index.search(q[start : start + FAISS_CHUNK], k)
             values[start : start + len(d)] = torch.from_numpy(d)

@@ -8,9 +8,13 @@ import torch
 
 from mmalign import search
 
-BACKENDS = [
-    "torch",
-    pytest.param("faiss", marks=pytest.mark.skipif(not search.faiss_available(), reason="faiss not installed")),
+NO_FAISS = pytest.mark.skipif(not search.faiss_available(), reason="faiss not installed")
+# (backend, csls_k): CSLS always runs on torch blocks, whatever "auto" finds installed.
+SETTINGS = [
+    pytest.param("torch", 0, id="torch-cosine"),
+    pytest.param("torch", 3, id="torch-csls"),
+    pytest.param("faiss", 0, id="faiss-cosine", marks=NO_FAISS),
+    pytest.param("auto", 3, id="auto-csls"),
 ]
 
 
@@ -46,8 +50,7 @@ def reference_topk(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("csls_k", [0, 3])
+@pytest.mark.parametrize(("backend", "csls_k"), SETTINGS)
 @pytest.mark.parametrize("swap", [False, True], ids=["kg1-to-kg2", "kg2-to-kg1"])
 def test_topk_matches_brute_force(backend: str, csls_k: int, swap: bool) -> None:
     kg1, kg2 = unit(230, 24, seed=1), unit(310, 24, seed=2)
@@ -61,9 +64,9 @@ def test_topk_matches_brute_force(backend: str, csls_k: int, swap: bool) -> None
     np.testing.assert_allclose(scores.numpy(), np.take_along_axis(ref, expected, 1), atol=1e-5)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("csls_k", [0, 2])
+@pytest.mark.parametrize(("backend", "csls_k"), SETTINGS)
 def test_ties_go_to_lower_index(backend: str, csls_k: int) -> None:
+    csls_k -= csls_k % 2  # even: CSLS stays exact on dyadic data
     base = dyadic(12, seed=3)
     candidates = torch.cat([base, base, base])  # candidate j, j+12, j+24 identical
     queries = dyadic(40, seed=4)
@@ -80,9 +83,9 @@ def test_ties_go_to_lower_index(backend: str, csls_k: int) -> None:
             assert all(i in chosen for i in range(j % 12, j, 12))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("csls_k", [0, 2])
+@pytest.mark.parametrize(("backend", "csls_k"), SETTINGS)
 def test_all_tied_candidates_give_first_indices(backend: str, csls_k: int) -> None:
+    csls_k -= csls_k % 2
     candidates = dyadic(1, seed=5).repeat(50, 1)
     scores, indices = search.topk(dyadic(9, seed=6), candidates, 5, csls_k=csls_k, block=4, backend=backend)
     assert torch.equal(indices, torch.arange(5).repeat(9, 1))
@@ -99,13 +102,13 @@ def test_k_larger_than_candidates_and_empty_inputs() -> None:
         search.topk(unit(4, 8, 6), unit(3, 8, 7), 1, backend="gpu")  # type: ignore[arg-type]
 
 
-def test_faiss_backend_needs_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_faiss_backend_needs_faiss_and_cosine(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="CSLS"):
+        search.topk(unit(4, 8, 6), unit(3, 8, 7), 1, csls_k=2, backend="faiss")
     monkeypatch.setattr(search, "_faiss", lambda: None)
-    with pytest.raises(ValueError, match="faiss"):
+    with pytest.raises(ValueError, match="not installed"):
         search.topk(unit(4, 8, 6), unit(3, 8, 7), 1, backend="faiss")
-    # auto falls back to torch even above the size threshold
-    monkeypatch.setattr(search, "FAISS_MIN_PAIRS", 1)
-    _, indices = search.topk(unit(4, 8, 6), unit(3, 8, 7), 1, backend="auto")
+    _, indices = search.topk(unit(4, 8, 6), unit(3, 8, 7), 1, backend="auto")  # falls back to torch
     assert indices.shape == (4, 1)
 
 
@@ -165,3 +168,17 @@ def test_one_to_one_is_a_stable_matching(csls_k: int) -> None:
     for q in range(len(scores)):  # no blocking pair: someone always holds something at least as good
         for s, c in zip(scores[q].tolist(), indices[q].tolist()):
             assert query_score.get(q, -9.0) >= s or cand_score.get(c, -9.0) >= s
+
+
+@pytest.mark.parametrize("all_candidates", [False, True])
+def test_rank_pairs_uses_each_entity_once(all_candidates: bool) -> None:
+    left, right = unit(12, 16, seed=17), unit(15, 16, seed=18)
+    # left 3 has two gold targets; right 9 is listed twice; right 0..14 minus gold are extra.
+    pairs = torch.tensor([[3, 9], [1, 2], [3, 4], [7, 9], [0, 11]])
+    ranks = search.rank_pairs(left, right, pairs, csls_k=2, all_candidates=all_candidates)
+    cands = np.arange(15) if all_candidates else np.array([2, 4, 9, 11])
+    ref = reference_scores(left[[0, 1, 3, 7]], right[cands], 2)
+    row = {0: 0, 1: 1, 3: 2, 7: 3}
+    col = {int(c): i for i, c in enumerate(cands)}
+    expected = [1 + int((ref[row[a]] > ref[row[a], col[b]]).sum()) for a, b in pairs.tolist()]
+    assert ranks.tolist() == expected

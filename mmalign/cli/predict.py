@@ -1,3 +1,108 @@
-"""CLI commands (filled in by its issue)."""
+"""``mmalign predict`` and ``mmalign evaluate``: ranked candidates as TSV, metrics as a table."""
 
-from mmalign.cli._app import app  # noqa: F401
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import typer
+from rich.table import Table
+
+from mmalign.cli._app import WORKDIR_OPTION, app, set_threads, user_errors
+from mmalign.cli.console import RichReporter, stderr
+from mmalign.predict import Direction, evaluate, predict
+
+RUN_OPTION = typer.Option(None, "--run", help="Run folder, or its name under runs/ (default: runs/latest).")
+CSLS_OPTION = typer.Option(
+    None, "--csls", min=0, help="CSLS neighbourhood size; 0 ranks by cosine. Default: the run's setting (3)."
+)
+
+
+@app.command("predict")
+@user_errors
+def predict_command(
+    workdir: Path = WORKDIR_OPTION,
+    run: Optional[Path] = RUN_OPTION,
+    top_k: int = typer.Option(10, "--top-k", min=1, help="Candidates per entity (with --one-to-one: list depth)."),
+    csls: Optional[int] = CSLS_OPTION,
+    one_to_one: bool = typer.Option(
+        False, "--one-to-one", help="Print a 1:1 matching (greedy by score over the top-k lists), one row per pair."
+    ),
+    include_seeds: bool = typer.Option(False, "--include-seeds", help="Also rank seed entities, against all entities."),
+    direction: Direction = typer.Option(Direction.KG1_TO_KG2, "--direction", help="Which KG's entities are queried."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors on stderr."),
+) -> None:
+    """Rank KG2 candidates for every non-seed KG1 entity; TSV on stdout.
+
+    Columns: kg1_entity, kg2_entity, score, rank (kg1 first in both directions).
+    """
+    set_threads()
+    result = predict(
+        workdir, run, top_k=top_k, csls_k=csls, one_to_one=one_to_one, include_seeds=include_seeds,
+        direction=direction, reporter=RichReporter(quiet),
+    )
+    if result.test_metrics and not quiet:
+        stderr.print(metrics_table("test metrics of this run (from training)", result.test_metrics))
+    write_stdout(result.lines())
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_command(
+    gold: Path = typer.Option(..., "--gold", help="Gold pairs: kg1_entity<TAB>kg2_entity per line.", show_default=False),
+    workdir: Path = WORKDIR_OPTION,
+    run: Optional[Path] = RUN_OPTION,
+    all_candidates: bool = typer.Option(
+        False, "--all-candidates", help="Rank against every KG2 entity; default: only the gold targets, as in the papers."
+    ),
+    csls: Optional[int] = CSLS_OPTION,
+    skip_unknown: bool = typer.Option(
+        False, "--skip-unknown", help="Skip gold pairs naming entities the workspace lacks (counted), instead of stopping."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Also print the metrics as JSON on stdout."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors on stderr."),
+) -> None:
+    """H@1, H@5, H@10, MRR and MR of the run on gold pairs: a table on stderr."""
+    set_threads()
+    metrics = evaluate(
+        workdir, run, gold, all_candidates=all_candidates, csls_k=csls, skip_unknown=skip_unknown,
+        reporter=RichReporter(quiet),
+    )
+    if not quiet:
+        candidates = "all KG2 entities" if all_candidates else "gold targets"
+        stderr.print(metrics_table(f"{gold} (candidates: {candidates})", metrics))
+    if as_json:
+        write_stdout([json.dumps(metrics) + "\n"])
+
+
+def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+    """H@k as fractions, MRR, MR and the pair count, as in the JSON."""
+    table = Table(title=title, title_justify="left")
+    for column in ("H@1", "H@5", "H@10", "MRR", "MR", "count"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(f"{metrics[key]:.4f}" for key in ("hits@1", "hits@5", "hits@10", "mrr")),
+        f"{metrics['mr']:.1f}",
+        f"{metrics['count']:,}",
+    )
+    return table
+
+
+def write_stdout(chunks: Iterable[str]) -> None:
+    """Write UTF-8 text to stdout; a reader that stops early (``| head``) ends it quietly.
+
+    After a broken pipe, stdout is pointed at /dev/null so the interpreter's final flush
+    does not raise again; the command then exits 0, as the data it was asked for went out
+    as far as the reader wanted.
+    """
+    out = sys.stdout.buffer
+    try:
+        for chunk in chunks:
+            out.write(chunk.encode("utf-8"))
+        out.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,173 @@
+"""predict/evaluate on a tiny ingested workspace with a fabricated run folder (the run contract)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmalign.cli import app
+from mmalign.errors import MMAlignError
+from mmalign.ingest import ingest
+from mmalign.predict import Direction, evaluate, predict
+from mmalign.atomic import atomic_write_json
+from mmalign.run import atomic_save_tensors, new_run, write_pairs
+from mmalign.train import TrainOptions, train
+from synthetic import make_pair
+
+N = 30
+SEEDS = [(f"a{i}", f"b{i}") for i in range(8)]
+VALID = [(f"a{i}", f"b{i}") for i in (8, 9)]
+TEST_METRICS = {"hits@1": 0.5, "hits@5": 0.75, "hits@10": 1.0, "mrr": 0.6, "mr": 2.5, "count": 4}
+
+
+def kg_folder(folder: Path, prefix: str, n: int) -> Path:
+    folder.mkdir()
+    lines = [f"{prefix}{i}\tnext\t{prefix}{i + 1}" for i in range(n - 1)]
+    (folder / "triples.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def make_workdir(root: Path, n: int) -> Path:
+    """A workspace of two chains a0..a{n-1}, b0..b{n-1} and a run whose a_i embeds next to b_i."""
+    work = root / "work"
+    ws = ingest([kg_folder(root / "kg1", "a", n), kg_folder(root / "kg2", "b", n)], work).workspace
+    assert ws.kg1.entities == [f"a{i}" for i in range(n)]
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(n, 16, generator=g)
+    kg1 = torch.nn.functional.normalize(base + 0.05 * torch.randn(n, 16, generator=g), dim=1)
+    kg2 = torch.nn.functional.normalize(base + 0.05 * torch.randn(n, 16, generator=g), dim=1)
+    run = new_run(work)
+    atomic_write_json(run / "config.json", {"options": {"csls": 3}, "data": ws.manifest["sources"]})
+    atomic_save_tensors(run / "embeddings.safetensors", {"kg1": kg1, "kg2": kg2})
+    write_pairs(run / "pairs" / "train.tsv", SEEDS)
+    write_pairs(run / "pairs" / "valid.tsv", VALID)
+    atomic_write_json(run / "summary.json", {"selected_epoch": 1, "test": TEST_METRICS})
+    return work
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_workdir(tmp_path_factory.mktemp("ws"), N)
+
+
+def rows(text: str) -> list[list[str]]:
+    lines = text.splitlines()
+    assert lines[0] == "kg1_entity\tkg2_entity\tscore\trank"
+    return [line.split("\t") for line in lines[1:]]
+
+
+def test_predict_ranks_non_seeds_against_non_seeds(workdir: Path) -> None:
+    result = predict(workdir, top_k=3)
+    table = rows("".join(result.lines()))
+    seeds1 = {a for a, _ in SEEDS + VALID}
+    seeds2 = {b for _, b in SEEDS + VALID}
+    assert len(table) == 3 * (N - len(seeds1))
+    assert {r[0] for r in table} == {f"a{i}" for i in range(N)} - seeds1
+    assert not {r[1] for r in table} & seeds2
+    assert [r[3] for r in table[:3]] == ["1", "2", "3"]
+    assert all(len(r[2].split(".")[1]) == 6 for r in table)
+    top1 = {r[0]: r[1] for r in table if r[3] == "1"}
+    assert all(b == "b" + a[1:] for a, b in top1.items())
+    assert result.csls_k == 3 and result.test_metrics == TEST_METRICS
+
+
+def test_predict_reverse_direction_keeps_kg1_column_first(workdir: Path) -> None:
+    table = rows("".join(predict(workdir, top_k=2, csls_k=0, direction=Direction.KG2_TO_KG1).lines()))
+    assert len(table) == 2 * (N - 10)
+    assert all(r[0].startswith("a") and r[1].startswith("b") for r in table)
+    assert all(r[0] == "a" + r[1][1:] for r in table if r[3] == "1")
+
+
+def test_include_seeds_ranks_everything(workdir: Path) -> None:
+    table = rows("".join(predict(workdir, top_k=1, include_seeds=True).lines()))
+    assert [(r[0], r[1]) for r in table] == [(f"a{i}", f"b{i}") for i in range(N)]
+
+
+def test_one_to_one_prints_a_matching(workdir: Path) -> None:
+    table = rows("".join(predict(workdir, top_k=5, one_to_one=True, include_seeds=True).lines()))
+    assert len({r[0] for r in table}) == len({r[1] for r in table}) == len(table) == N
+
+
+def test_mismatched_embeddings_are_a_clear_error(workdir: Path, tmp_path: Path) -> None:
+    run = workdir / "runs" / "latest"
+    other = tmp_path / "run"
+    other.mkdir()
+    (other / "config.json").write_text((run / "config.json").read_text())
+    atomic_save_tensors(other / "embeddings.safetensors", {"kg1": torch.zeros(3, 4), "kg2": torch.zeros(3, 4)})
+    with pytest.raises(MMAlignError, match="re-ingested"):
+        predict(workdir, other)
+
+
+def test_cli_predict_tsv_on_stdout_summary_on_stderr(workdir: Path) -> None:
+    result = CliRunner().invoke(app, ["predict", "-w", str(workdir), "--top-k", "2", "--csls", "0"])
+    assert result.exit_code == 0, result.output
+    assert len(rows(result.stdout)) == 2 * (N - 10)
+    assert "test metrics" in result.stderr and "0.7500" in result.stderr
+
+
+def test_cli_predict_into_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    # 400 × 400 rows, about 8 MB: far more than a pipe buffers, so the writer meets EPIPE.
+    workdir = make_workdir(tmp_path, 400)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run(
+        f"set -o pipefail; {sys.executable} -m mmalign predict -q -w {workdir} --top-k 400 --include-seeds | head -n 1",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, env=env, check=True,
+    )
+    assert proc.stdout == "kg1_entity\tkg2_entity\tscore\trank\n"
+    assert "Traceback" not in proc.stderr and "Error" not in proc.stderr
+
+
+def test_cli_no_run_is_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["predict", "-w", str(tmp_path)])
+    assert result.exit_code == 2 and "no training run yet" in result.stderr
+
+
+def gold_file(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(f"{a}\t{b}\n" for a, b in pairs))
+    return path
+
+
+TEST_PAIRS = [(f"a{i}", f"b{i}") for i in range(10, N)]
+
+
+def test_evaluate_matches_search_and_protocols(workdir: Path, tmp_path: Path) -> None:
+    gold = gold_file(tmp_path / "gold.tsv", TEST_PAIRS)
+    metrics = evaluate(workdir, None, gold)
+    assert metrics["count"] == 20 and metrics["hits@1"] == 1.0
+    wide = evaluate(workdir, None, gold, all_candidates=True, csls_k=0)
+    assert wide["count"] == 20 and wide["mr"] >= metrics["mr"]
+
+
+def test_cli_evaluate_json_and_unknown_entities(workdir: Path, tmp_path: Path) -> None:
+    gold = gold_file(tmp_path / "gold.tsv", TEST_PAIRS + [("a10", "nobody")])
+    result = CliRunner().invoke(app, ["evaluate", "-w", str(workdir), "--gold", str(gold), "--json"])
+    assert result.exit_code == 2 and "nobody" in result.stderr and result.stdout == ""
+    result = CliRunner().invoke(app, ["evaluate", "-w", str(workdir), "--gold", str(gold), "--json", "--skip-unknown"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert list(metrics) == ["hits@1", "hits@5", "hits@10", "mrr", "mr", "count"]
+    assert metrics["count"] == 20
+    assert "H@10" in result.stderr and "skipped 1 pair" in result.stderr
+    assert np.isclose(metrics["mrr"], 1.0)
+
+
+def test_evaluate_reproduces_training_test_metrics(tmp_path: Path) -> None:
+    """A real (short) run: evaluate on its test pairs gives the numbers training stored."""
+    pair = make_pair(tmp_path / "data")
+    work = tmp_path / "work"
+    ingest([pair.kg1, pair.kg2], work)
+    options = TrainOptions(dim=16, modal_dim=16, rank=2, epochs=2, eval_every=2, min_epochs=0, iterative=False,
+                           lr=0.01, valid_fraction=0.2, precision="fp32")
+    result = train(work, pair.seeds, options, test=pair.test)
+    assert evaluate(work, None, pair.test) == result.test
+    predicted = predict(work, top_k=1)
+    assert predicted.test_metrics == result.test
+    assert len(predicted.query_ids) == 80 - len(pair.seeds.read_text().splitlines())
