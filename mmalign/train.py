@@ -80,7 +80,7 @@ class TrainOptions:
     bag_size: int = 1000
     relation_values: str | None = None  # count | binary; None: the variant's
     missing_image: str = "neighbor_mean"
-    names: str = "none"
+    names: str = "recorded+iri"  # none gives back the paper's setting
     name_encoder: str = "char"
     names_file: str | None = None
     dim: int = 300

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from mmalign.cli._app import WORKDIR_OPTION, app, user_errors
+from mmalign.cli._app import WORKDIR_OPTION, app, set_threads, user_errors
 from mmalign.cli.console import RichReporter, stderr
 from mmalign.ingest import FORMAT_CHOICES, ingest
 from mmalign.workspace import Workspace
