@@ -10,8 +10,6 @@ improving.
 
 from __future__ import annotations
 
-import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -33,10 +31,10 @@ from mmalign.model.loginmea import LoginMEA, ModelConfig
 from mmalign.model.loss import LOSSES
 from mmalign.pairs import pair_keys, read_pairs
 from mmalign.report import SILENT, Reporter
+from mmalign.atomic import atomic_write_json
 from mmalign.run import (
     append_jsonl,
     atomic_save_tensors,
-    atomic_write_json,
     new_run,
     read_json,
     read_pairs as read_key_pairs,

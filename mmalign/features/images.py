@@ -39,6 +39,7 @@ from PIL import Image, ImageOps
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from mmalign.atomic import file_sha256
 from mmalign.errors import MMAlignError
 from mmalign.features.base import FeatureContext, ModalityFeatures, register
 from mmalign.report import SILENT, Reporter
@@ -150,15 +151,6 @@ def resolve_weights(weights: str | Path | None) -> WeightsSource:
     if not path.is_file():
         raise MMAlignError("image weights file not found (give a .safetensors, .pt or .pth file)", path=path)
     return WeightsSource(f"file:{file_sha256(path)}", path.resolve())
-
-
-def file_sha256(path: Path) -> str:
-    """Content hash; the cache key for images and the identity of a weights file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_backbone(model: str, weights: WeightsSource) -> torch.nn.Module:

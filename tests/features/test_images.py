@@ -383,3 +383,24 @@ def test_images_align_entities_that_structure_cannot_tell_apart(tmp_path: Path) 
         assert ("image" in result.modalities) == ("image" in modalities)
         hits[modalities[-1]] = result.test["hits@1"]
     assert hits["image"] >= 0.7 and hits["image"] >= hits["attribute"] + 0.5, hits
+
+
+def test_ingest_with_image_model_extracts_features(tmp_path: Path) -> None:
+    """`mmalign ingest --image-model` runs the same extraction as `mmalign features images`."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from mmalign.cli import app
+    from mmalign.workspace import Workspace
+
+    for kg, prefix in (("kg1", "a"), ("kg2", "b")):
+        folder = tmp_path / kg
+        (folder / "images").mkdir(parents=True)
+        (folder / "triples.tsv").write_text(f"{prefix}1\tr\t{prefix}2\n")
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(folder / "images" / f"{prefix}1.png")
+    work = tmp_path / "work"
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "kg1"), str(tmp_path / "kg2"), "-w", str(work),
+                                      "--image-model", "test_resnet.r160_in1k", "--image-weights", "random", "-q"])
+    assert result.exit_code == 0, result.output
+    entry = Workspace.open(work).manifest["features"]["images"]
+    assert entry["model"] == "test_resnet.r160_in1k" and entry["weights"] == "random"
