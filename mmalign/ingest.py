@@ -9,7 +9,6 @@ any entity that only has attributes, names or images.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mmalign import __version__
+from mmalign.atomic import file_sha256
 from mmalign.errors import MMAlignError
 from mmalign.io.benchmark import FORMATS, BenchmarkInput, detect_format
 from mmalign.io.folder import KGFolderInput
@@ -301,18 +301,10 @@ def _fingerprint(sources: dict[str, list[Path]], old: dict[str, Any] | None) -> 
             if previous and previous.get("size") == entry["size"] and previous.get("mtime_ns") == entry["mtime_ns"]:
                 entry["sha256"] = previous["sha256"]
             else:
-                entry["sha256"] = _sha256(file)
+                entry["sha256"] = file_sha256(file)
             entries.append(entry)
         result[group] = entries
     return result
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _same_options(manifest: dict[str, Any] | None, options: dict[str, Any]) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,7 +16,7 @@ from typing import Any, Iterable
 import torch
 from safetensors.torch import load_file, save_file
 
-from mmalign.atomic import atomic_write_bytes, atomic_write_json
+from mmalign.atomic import atomic_write_bytes, temp_beside
 from mmalign.errors import MMAlignError
 
 RUNS = "runs"
@@ -26,9 +25,7 @@ LATEST = "latest"
 
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """safetensors save through a temp file and rename (checkpoints survive interruptions)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_beside(path)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
         os.replace(tmp, path)

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from mmalign.cli._app import WORKDIR_OPTION, app, user_errors
+from mmalign.cli._app import WORKDIR_OPTION, app, set_threads, user_errors
 from mmalign.cli.console import RichReporter, stderr
 from mmalign.ingest import FORMAT_CHOICES, ingest
 from mmalign.workspace import Workspace
@@ -42,16 +42,29 @@ def ingest_command(
     force: bool = typer.Option(
         False, "--force", help="Rebuild even if this deletes training runs made from the previous input."
     ),
+    image_model: Optional[str] = typer.Option(
+        None, "--image-model", help="Also extract image features with this timm model (as `mmalign features images`)."
+    ),
+    image_weights: Optional[str] = typer.Option(
+        None, "--image-weights", help="Checkpoint file for --image-model, or 'random' (tests and demos only)."
+    ),
+    image_batch: int = typer.Option(64, "--image-batch", help="Images per forward pass."),
+    gpu: Optional[int] = typer.Option(None, "--gpu", help="Extract image features on CUDA device N."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors."),
 ) -> None:
     """Read two KGs (or a benchmark folder) into the workspace; a no-op when nothing changed."""
-    result = ingest(
-        paths, workdir, format=format, skip_bad_lines=skip_bad_lines, force=force, reporter=RichReporter(quiet)
-    )
+    reporter = RichReporter(quiet)
+    result = ingest(paths, workdir, format=format, skip_bad_lines=skip_bad_lines, force=force, reporter=reporter)
     if result.up_to_date and not quiet:
         stderr.print(f"workspace up to date: {workdir}", highlight=False)
     if not quiet:
         stderr.print(summary_table(result.workspace.manifest, workdir, result.seconds))
+    if image_model:
+        from mmalign.features.images import ImageSettings, extract_workspace_images
+
+        set_threads()
+        settings = ImageSettings(model=image_model, weights=image_weights, batch_size=image_batch, gpu=gpu)
+        extract_workspace_images(result.workspace, settings, reporter=reporter)
 
 
 @app.command("info")

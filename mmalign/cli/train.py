@@ -64,7 +64,7 @@ def train_command(
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Epochs between validations [10]."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Validations without improvement before stopping [5]."),
     precision: Optional[str] = typer.Option(None, "--precision", help="bf16 or fp32 for the loss products [bf16]."),
-    names: Optional[str] = typer.Option(None, "--names", help="Name modality: none, recorded or recorded+iri [none]."),
+    names: Optional[str] = typer.Option(None, "--names", help="Name modality: none (the paper), recorded or recorded+iri [recorded+iri]."),
     name_encoder: Optional[str] = typer.Option(None, "--name-encoder", help="char or sbert:PATH_OR_PACKAGE [char]."),
     names_file: Optional[Path] = typer.Option(None, "--names-file", help="Extra names: entity<TAB>name for either KG."),
     missing_image: Optional[str] = typer.Option(None, "--missing-image", help="neighbor_mean, random_per_entity or zeros."),

@@ -4,7 +4,7 @@ Importing this package registers every built-in modality; ``REGISTERED_MODALITIE
 default order of fusion.
 """
 
-from mmalign.features import bags  # noqa: F401  (registers relation, attribute)
+from mmalign.features import bags, images, names  # noqa: F401  (register relation, attribute, image, name)
 from mmalign.features.base import REGISTRY
 
 REGISTERED_MODALITIES = tuple(REGISTRY)
