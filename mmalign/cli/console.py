@@ -27,7 +27,10 @@ class _RichTask:
         self._id = task_id
 
     def advance(self, amount: float = 1.0, **fields: object) -> None:
-        self._progress.update(self._id, advance=amount, info=_fmt(fields) if fields else None)
+        if fields:
+            self._progress.update(self._id, advance=amount, info=_fmt(fields))
+        else:
+            self._progress.update(self._id, advance=amount)
 
     def update(self, **fields: object) -> None:
         self._progress.update(self._id, info=_fmt(fields))
