@@ -382,7 +382,8 @@ class Trainer:
                 if evaluate:
                     metrics = self.validate(embeddings)
                     last_h1 = metrics["hits@1"]
-                    append_jsonl(self.run_dir / "metrics.jsonl", {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo), **metrics})
+                    append_jsonl(self.run_dir / "metrics.jsonl", {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo),
+                                                                 "seconds": round(time.perf_counter() - started, 2), **metrics})
                     # H@1 first, MRR to break its ties: a small validation split saturates H@1.
                     score = [metrics["hits@1"], metrics["mrr"]]
                     if score > self.best_score:
