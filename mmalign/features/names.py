@@ -149,6 +149,11 @@ def read_names_file(path: str | Path, reporter: Reporter = SILENT) -> dict[str, 
     return names
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in NAME_MODES:
+        raise MMAlignError(f"unknown names mode {mode!r}; choose one of {', '.join(NAME_MODES)}")
+
+
 def resolve_names(
     entities: Sequence[str],
     recorded: Mapping[int, str],
@@ -161,8 +166,7 @@ def resolve_names(
     that normalises to nothing (only punctuation) counts as no name, so every encoder sees the
     same set of named entities.
     """
-    if mode not in NAME_MODES:
-        raise MMAlignError(f"unknown names mode {mode!r}; choose one of {', '.join(NAME_MODES)}")
+    _check_mode(mode)
     counts = dict.fromkeys(SOURCES, 0)
     names: list[str | None] = []
     for local_id, key in enumerate(entities):
@@ -437,8 +441,7 @@ def build(ctx: FeatureContext) -> ModalityFeatures | None:
     """
     options = ctx.options
     mode = options.get("names") or "none"
-    if mode not in NAME_MODES:
-        raise MMAlignError(f"unknown names mode {mode!r}; choose one of {', '.join(NAME_MODES)}")
+    _check_mode(mode)
     if mode == "none":
         return None
     encoder = parse_encoder(options.get("name_encoder") or "char")
