@@ -102,7 +102,9 @@ def iri_local_name(key: str) -> str | None:
     """The name an IRI spells in its last segment, or None when the key is no IRI.
 
     ``http://dbpedia.org/resource/Andy_Griffith`` → ``Andy Griffith``: the part after the last
-    ``/`` or ``#`` (``:`` for ``urn:``), percent-decoded, ``_`` read as a space. Only
+    ``/`` or ``#`` (``:`` for ``urn:``), percent-decoded, ``_`` read as a space. Linked-data
+    ``…/resource/`` IRIs (DBpedia) keep everything after ``/resource/``, since their titles may
+    hold a ``/`` (``HIV/AIDS``, ``Face/Off``). Only
     ``http(s)://`` and ``urn:`` keys count as IRIs: other keys (Freebase MIDs such as
     ``/m/01m4kpp``, TSV tokens) are identifiers whose text is not a name. Opaque local names
     (Wikidata's ``Q42``) are taken as they are.
@@ -111,8 +113,12 @@ def iri_local_name(key: str) -> str | None:
     if start is None:
         return None
     path = key[start.end() :].rstrip("/#")  # after the authority (or ``urn:``)
-    separators = ":" if key[:4].lower() == "urn:" else "/#"
-    local = path[max(path.rfind(sep) for sep in separators) + 1 :]
+    head, resource, title = path.partition("resource/")
+    if resource and (not head or head.endswith("/")) and "#" not in title:
+        local = title
+    else:
+        separators = ":" if key[:4].lower() == "urn:" else "/#"
+        local = path[max(path.rfind(sep) for sep in separators) + 1 :]
     return clean_name(unquote(local).replace("_", " ")) or None
 
 
