@@ -106,7 +106,7 @@ def rows_of(matrix, rows: np.ndarray):
     new_crow = np.concatenate([[0], np.cumsum(lengths)])
     take = np.repeat(crow[rows] - new_crow[:-1], lengths) + np.arange(new_crow[-1])
     index = torch.from_numpy(take)
-    return torch.sparse_csr_tensor(torch.from_numpy(new_crow), col[index], values[index], (len(rows), matrix.shape[1]))
+    return torch.sparse_csr_tensor(torch.from_numpy(new_crow), col[index], values[index], (len(rows), matrix.shape[1]), check_invariants=False)
 
 
 def raw_name_h1(work: Path, test: Path, encoder: str) -> float:
