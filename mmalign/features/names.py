@@ -102,7 +102,9 @@ def iri_local_name(key: str) -> str | None:
     """The name an IRI spells in its last segment, or None when the key is no IRI.
 
     ``http://dbpedia.org/resource/Andy_Griffith`` → ``Andy Griffith``: the part after the last
-    ``/`` or ``#`` (``:`` for ``urn:``), percent-decoded, ``_`` read as a space. Only
+    ``/`` or ``#`` (``:`` for ``urn:``), percent-decoded, ``_`` read as a space. Linked-data
+    ``…/resource/`` IRIs (DBpedia) keep everything after ``/resource/``, since their titles may
+    hold a ``/`` (``HIV/AIDS``, ``Face/Off``). Only
     ``http(s)://`` and ``urn:`` keys count as IRIs: other keys (Freebase MIDs such as
     ``/m/01m4kpp``, TSV tokens) are identifiers whose text is not a name. Opaque local names
     (Wikidata's ``Q42``) are taken as they are.
@@ -111,8 +113,12 @@ def iri_local_name(key: str) -> str | None:
     if start is None:
         return None
     path = key[start.end() :].rstrip("/#")  # after the authority (or ``urn:``)
-    separators = ":" if key[:4].lower() == "urn:" else "/#"
-    local = path[max(path.rfind(sep) for sep in separators) + 1 :]
+    head, resource, title = path.partition("resource/")
+    if resource and (not head or head.endswith("/")) and "#" not in title:
+        local = title
+    else:
+        separators = ":" if key[:4].lower() == "urn:" else "/#"
+        local = path[max(path.rfind(sep) for sep in separators) + 1 :]
     return clean_name(unquote(local).replace("_", " ")) or None
 
 
@@ -149,6 +155,11 @@ def read_names_file(path: str | Path, reporter: Reporter = SILENT) -> dict[str, 
     return names
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in NAME_MODES:
+        raise MMAlignError(f"unknown names mode {mode!r}; choose one of {', '.join(NAME_MODES)}")
+
+
 def resolve_names(
     entities: Sequence[str],
     recorded: Mapping[int, str],
@@ -161,8 +172,7 @@ def resolve_names(
     that normalises to nothing (only punctuation) counts as no name, so every encoder sees the
     same set of named entities.
     """
-    if mode not in NAME_MODES:
-        raise MMAlignError(f"unknown names mode {mode!r}; choose one of {', '.join(NAME_MODES)}")
+    _check_mode(mode)
     counts = dict.fromkeys(SOURCES, 0)
     names: list[str | None] = []
     for local_id, key in enumerate(entities):
@@ -437,8 +447,7 @@ def build(ctx: FeatureContext) -> ModalityFeatures | None:
     """
     options = ctx.options
     mode = options.get("names") or "none"
-    if mode not in NAME_MODES:
-        raise MMAlignError(f"unknown names mode {mode!r}; choose one of {', '.join(NAME_MODES)}")
+    _check_mode(mode)
     if mode == "none":
         return None
     encoder = parse_encoder(options.get("name_encoder") or "char")

@@ -52,6 +52,9 @@ def test_clean_name_keeps_case_and_drops_invisible_characters() -> None:
     [
         ("http://dbpedia.org/resource/Andy_Griffith", "Andy Griffith"),
         ("http://zh.dbpedia.org/resource/%E9%98%BF%E5%8D%9C", "阿卜"),
+        ("http://dbpedia.org/resource/HIV/AIDS", "HIV/AIDS"),
+        ("http://example.org/data/resource/Face/Off", "Face/Off"),
+        ("http://example.org/myresource/A/B_c", "B c"),
         ("https://example.org/onto#Foo_Bar", "Foo Bar"),
         ("https://example.org/things/Thing/", "Thing"),
         ("urn:example:Some_Thing", "Some Thing"),
