@@ -3,7 +3,7 @@
 The paper leaves names out "for fair comparison"; real users have them and they are the
 strongest single signal, so mmalign encodes them into one N × D matrix that enters the local
 fusion like any other modality (adaptive weight + low-rank factor) and is then refined by the
-global relational aggregation. ``names="none"`` (the default) returns ``None`` from the
+global relational aggregation. ``names="none"`` (``mmalign train --names none``) returns ``None`` from the
 builder, which gives back exactly the paper's setting.
 
 Where a name comes from, per entity, first match wins:
