@@ -115,3 +115,12 @@ def test_gpu_without_cuda_is_a_clear_error(workspace) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     assert result.exit_code == 2 and "no usable CUDA" in result.output
+
+
+def test_dropout_is_seeded_and_changes_training(workspace) -> None:
+    work, pair = workspace
+    options = dict(SMALL, epochs=5, min_epochs=0, eval_every=5, iterative=False)
+    runs = [train(work, pair.seeds, TrainOptions(**options, dropout=p)) for p in (0.3, 0.3, 0.0)]
+    a, b, c = (load_file(str(r.run_dir / "embeddings.safetensors"))["kg1"].numpy() for r in runs)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c)

@@ -9,6 +9,7 @@ from typing import Callable, TypeVar
 
 import typer
 
+from mmalign.allocator import keep_freed_memory
 from mmalign.cli.console import stderr
 from mmalign.errors import MMAlignError
 
@@ -45,8 +46,9 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def set_threads() -> None:
-    """Use all cores for torch unless the user set OMP/MKL threads explicitly."""
+def configure_compute() -> None:
+    """Use all cores for torch unless the user set OMP/MKL threads, and keep freed memory warm."""
+    keep_freed_memory()
     if "OMP_NUM_THREADS" not in os.environ:
         import torch
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mmalign.cli._app import WORKDIR_OPTION, app, set_threads, user_errors
+from mmalign.cli._app import WORKDIR_OPTION, app, configure_compute, user_errors
 from mmalign.cli.console import RichReporter
 
 features_app = typer.Typer(
@@ -56,7 +56,7 @@ def images(
     """
     from mmalign.features.images import ImageSettings, extract_workspace_images
 
-    set_threads()
+    configure_compute()
     settings = ImageSettings(
         model=image_model,
         weights=image_weights,

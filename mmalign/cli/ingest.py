@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from mmalign.cli._app import WORKDIR_OPTION, app, set_threads, user_errors
+from mmalign.cli._app import WORKDIR_OPTION, app, configure_compute, user_errors
 from mmalign.cli.console import RichReporter, stderr
 from mmalign.ingest import FORMAT_CHOICES, ingest
 from mmalign.workspace import Workspace
@@ -62,7 +62,7 @@ def ingest_command(
     if image_model:
         from mmalign.features.images import ImageSettings, extract_workspace_images
 
-        set_threads()
+        configure_compute()
         settings = ImageSettings(model=image_model, weights=image_weights, batch_size=image_batch, gpu=gpu)
         extract_workspace_images(result.workspace, settings, reporter=reporter)
 

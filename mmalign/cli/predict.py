@@ -11,7 +11,7 @@ from typing import Any, Iterable, Optional
 import typer
 from rich.table import Table
 
-from mmalign.cli._app import WORKDIR_OPTION, app, set_threads, user_errors
+from mmalign.cli._app import WORKDIR_OPTION, app, configure_compute, user_errors
 from mmalign.cli.console import RichReporter, stderr
 from mmalign.predict import Direction, evaluate, predict
 
@@ -39,7 +39,7 @@ def predict_command(
 
     Columns: kg1_entity, kg2_entity, score, rank (kg1 first in both directions).
     """
-    set_threads()
+    configure_compute()
     result = predict(
         workdir, run, top_k=top_k, csls_k=csls, one_to_one=one_to_one, include_seeds=include_seeds,
         direction=direction, reporter=RichReporter(quiet),
@@ -68,7 +68,7 @@ def evaluate_command(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors on stderr."),
 ) -> None:
     """H@1, H@5, H@10, MRR and MR of the run on gold pairs: a table on stderr."""
-    set_threads()
+    configure_compute()
     metrics = evaluate(
         workdir, run, gold, all_candidates=all_candidates, csls_k=csls, skip_unknown=skip_unknown,
         reporter=RichReporter(quiet),

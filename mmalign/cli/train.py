@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from mmalign.cli._app import WORKDIR_OPTION, app, set_threads, user_errors
+from mmalign.cli._app import WORKDIR_OPTION, app, configure_compute, user_errors
 from mmalign.cli.console import RichReporter, stderr
 from mmalign.errors import MMAlignError
 from mmalign.run import resolve_run
@@ -50,6 +50,7 @@ def train_command(
     variant: Optional[str] = typer.Option(None, "--variant", help="code (the authors' code) or paper [code]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [5e-3]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pairs per loss chunk (in-batch negatives) [3500]."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout on the embeddings entering the loss [0]."),
     loss: Optional[str] = typer.Option(None, "--loss", help="infonce (paper) or icl (ablation)."),
     fusion: Optional[str] = typer.Option(None, "--fusion", help="lmf, weighted_sum (w/o low-rank) or concat."),
     adaptive_weights: Optional[bool] = typer.Option(None, "--adaptive-weights/--no-adaptive-weights", help="Entity-adaptive modality weights."),
@@ -63,7 +64,7 @@ def train_command(
     iterative: Optional[bool] = typer.Option(None, "--iterative/--no-iterative", help="Add mutual-nearest-neighbour pseudo pairs."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Epochs between validations [10]."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Validations without improvement before stopping [5]."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="bf16 or fp32 for the loss products [bf16]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="bf16 or fp32 for the big dense products (loss, fusion, search) [bf16]."),
     names: Optional[str] = typer.Option(None, "--names", help="Name modality: none (the paper), recorded or recorded+iri [recorded+iri]."),
     name_encoder: Optional[str] = typer.Option(None, "--name-encoder", help="char or sbert:PATH_OR_PACKAGE [char]."),
     names_file: Optional[Path] = typer.Option(None, "--names-file", help="Extra names: entity<TAB>name for either KG."),
@@ -71,7 +72,7 @@ def train_command(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings, errors and the final table."),
 ) -> None:
     """Train LoginMEA from seed pairs; the run goes to WORKDIR/runs/<timestamp> (runs/latest)."""
-    set_threads()
+    configure_compute()
     reporter = RichReporter(quiet)
     if resume_run:
         result = resume(workdir, resolve_run(workdir, run), reporter=reporter)
@@ -82,7 +83,7 @@ def train_command(
     values: dict[str, Any] = _load_config(config) if config else {}
     given = {
         "valid_fraction": valid_fraction, "epochs": epochs, "seed": seed, "variant": variant, "lr": lr,
-        "batch_size": batch_size, "loss": loss, "fusion": fusion, "adaptive_weights": adaptive_weights,
+        "batch_size": batch_size, "dropout": dropout, "loss": loss, "fusion": fusion, "adaptive_weights": adaptive_weights,
         "modality_score": modality_score, "graph_layer": graph_layer, "paradigm": paradigm, "rank": rank,
         "dim": dim, "iterative": iterative, "eval_every": eval_every, "patience": patience, "precision": precision,
         "names": names, "name_encoder": name_encoder, "missing_image": missing_image,

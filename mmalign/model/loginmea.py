@@ -34,6 +34,7 @@ class ModelConfig:
     structure_branch: bool = True  # code: extra RREA stack over a learnable entity table
     joint_layer0: str = "early_concat"  # early_concat (code) | fused (paper)
     paradigm: str = "login"  # login | gam (graph as modality) | gum (graph upon modality)
+    precision: str = "fp32"  # bf16: low-rank fusion's big products in bfloat16
 
     @classmethod
     def paper(cls) -> "ModelConfig":
@@ -68,7 +69,8 @@ class LoginMEA(nn.Module):
             if c.adaptive_weights and c.fusion != "concat":
                 self.weights = AdaptiveWeights(c.modal_dim, n_fused, c.modality_score == "per_modality")
             if c.fusion == "lmf":
-                self.fusion = LowRankFusion([c.modal_dim] * n_fused, c.dim, c.rank)
+                dtype = torch.bfloat16 if c.precision == "bf16" else None
+                self.fusion = LowRankFusion([c.modal_dim] * n_fused, c.dim, c.rank, dtype)
             elif c.fusion == "concat":
                 self.fusion = ConcatFusion([c.modal_dim] * n_fused, c.dim)
             elif c.fusion != "weighted_sum":

@@ -35,8 +35,9 @@ class RREALayer(nn.Module):
         beta = segment_softmax(scores, graph.rows, graph.n_entities)
         projection = sddmm(graph.col_set, x, set_vectors)  # u_ij · x_j
         mixed = spmm(graph.adjacency, beta, x)
-        reflected = spmm(graph.row_set, beta * projection, set_vectors)
-        return torch.tanh(mixed - 2.0 * reflected)
+        # −2 folded into the edge values (E numbers) rather than applied to an N × d block.
+        reflected = spmm(graph.row_set, -2.0 * beta * projection, set_vectors)
+        return torch.tanh(mixed + reflected)
 
 
 class GATLayer(nn.Module):

@@ -164,3 +164,16 @@ def test_mutual_nearest_matches_brute_force() -> None:
     best_right, best_left = scores.argmax(1), scores.argmax(0)
     expected = [(i, int(best_right[i])) for i in range(50) if int(best_left[best_right[i]]) == i]
     assert list(zip(rows.tolist(), cols.tolist())) == expected and expected
+
+
+def test_low_rank_fusion_in_bfloat16_stays_close_to_float32() -> None:
+    torch.manual_seed(0)
+    exact = LowRankFusion([16, 16], 8, 4)
+    fast = LowRankFusion([16, 16], 8, 4, torch.bfloat16)
+    fast.load_state_dict(exact.state_dict())
+    xs = [torch.nn.functional.normalize(torch.randn(50, 16), dim=1) for _ in range(2)]
+    reference, approx = exact(xs), fast(xs)
+    assert approx.dtype == torch.float32
+    assert torch.allclose(approx, reference, atol=0.05 * float(reference.abs().max()))
+    approx.sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in fast.parameters())
