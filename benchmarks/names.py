@@ -12,7 +12,7 @@ ingested ``names_translated.tsv`` and the same random 30% split as benchmarks/tr
 DB15K↔FB15k-237 uses splits/seed20 + test20, names from DBpedia IRIs and Freebase names.tsv.
 
     python benchmarks/names.py encode [--count 40000] [--encoders char,sbert]
-    python benchmarks/names.py accuracy [--datasets zh_en,ja_en,db15k] [--encoders none,char,sbert] [-- train args]
+    python benchmarks/names.py accuracy [--datasets zh_en,ja_en,db15k] [--encoders char,sbert] [-- train args]
 """
 
 from __future__ import annotations
@@ -87,14 +87,6 @@ def run_encode(args: argparse.Namespace) -> None:
         print(f"| {label} | {n:,} | {distinct:,} | {dim} | {stored:,} | {seconds:.2f} | {wall:.1f} | {rss:.0f} |")
 
 
-def train_child(argv: list[str]) -> None:
-    """Runs in the child: ``mmalign`` with the name modality registered."""
-    import mmalign.features.names  # noqa: F401  (registers "name" where mmalign.features does not yet)
-    from mmalign.cli import app
-
-    app(argv, prog_name="mmalign")
-
-
 def rows_of(matrix, rows: np.ndarray):
     """Rows of a dense or sparse CSR matrix (torch cannot index_select CSR rows)."""
     import torch
@@ -139,7 +131,7 @@ def raw_name_h1(work: Path, test: Path, encoder: str) -> float:
 
 
 def run_accuracy(args: argparse.Namespace) -> None:
-    python = [sys.executable, __file__, "_train"]
+    python = [sys.executable, "-m", "mmalign"]
     rows, raw = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in args.datasets.split(","):
@@ -190,9 +182,6 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_encode":
         encode_child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
         return
-    if len(sys.argv) > 1 and sys.argv[1] == "_train":
-        train_child(sys.argv[2:])
-        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     encode = sub.add_parser("encode", help="time and peak RSS of name encoding")
@@ -200,7 +189,8 @@ def main() -> None:
     encode.add_argument("--encoders", default="char,sbert")
     accuracy = sub.add_parser("accuracy", help="alignment accuracy with and without names")
     accuracy.add_argument("--datasets", default="zh_en,ja_en,db15k")
-    accuracy.add_argument("--encoders", default="none,char,sbert")
+    accuracy.add_argument("--encoders", default="char,sbert",
+                          help="none (structure only: the same run as benchmarks/train_dbp15k.py), char, sbert")
     accuracy.add_argument("--split-seed", type=int, default=12345)
     accuracy.add_argument("extra", nargs="*", help="extra `mmalign train` arguments (after --)")
     for command in (encode, accuracy):

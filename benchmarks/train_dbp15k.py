@@ -65,7 +65,7 @@ def main() -> None:
                 base = args.data / "db15k-fb15k237"
                 child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
                 seeds, test, setting = base / "splits" / "seed20.tsv", base / "splits" / "test20.tsv", "rel+attr, 20% seeds"
-                extra = []
+                extra = ["--names", "none"]  # names are on by default; this row is relations + attributes
             else:
                 child(python + ["ingest", str(args.data / "dbp15k" / name), "-w", str(work), "-q"])
                 seeds, test = random_split(work / "links.tsv", 0.3, args.split_seed, folder)
