@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 import mmalign
+from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
 from mmalign.features import REGISTERED_MODALITIES
 from mmalign.features.base import REGISTRY, FeatureContext, ModalityFeatures
@@ -222,24 +223,12 @@ def build_features(workspace: Workspace, graph: Graph, triples: np.ndarray, opti
     return built
 
 
-def resolve_device(device: str) -> torch.device:
-    """``cpu`` or ``cuda:N``; a clear error when CUDA or that GPU is absent."""
-    if device == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise MMAlignError(f"--gpu was given but this torch has no usable CUDA ({torch.__version__}); install a CUDA build of torch or train on the CPU")
-    index = torch.device(device).index or 0
-    if index >= torch.cuda.device_count():
-        raise MMAlignError(f"GPU {index} does not exist (found {torch.cuda.device_count()})")
-    return torch.device(device)
-
-
 class Trainer:
     """Holds the state of one run; ``fit`` trains, ``state``/``load_state`` checkpoint it."""
 
     def __init__(self, workspace: Workspace, splits: Splits, options: TrainOptions, run_dir: Path, reporter: Reporter = SILENT) -> None:
         self.workspace, self.splits, self.options, self.run_dir, self.reporter = workspace, splits, options, run_dir, reporter
-        self.device = resolve_device(options.device)
+        self.device = resolve_device(None if options.device == "cpu" else torch.device(options.device).index or 0)
         seed_everything(options.seed)
         triples, n_relations = global_triples(workspace)
         self.n1 = len(workspace.kg1.entities)
@@ -270,16 +259,21 @@ class Trainer:
         table = torch.cat([b[torch.from_numpy(rows).to(self.device)] for b in blocks], dim=1)
         if self.options.dropout:
             table = torch.nn.functional.dropout(table, self.options.dropout)
-        if self.options.precision == "bf16":
-            table = table.bfloat16()
-        total = torch.zeros((), device=self.device)
+        # Each chunk's loss is differentiated right away into the gathered table and its graph
+        # freed, then one backward runs through the model: the same gradient as one backward
+        # of the summed loss, without every chunk's B × B logits alive at once.
+        leaf = table.detach().requires_grad_()
+        source = leaf.bfloat16() if self.options.precision == "bf16" else leaf
+        total = 0.0
         for start in range(0, len(local), self.options.batch_size):
             chunk = local[start : start + self.options.batch_size]
-            total = total + self.loss_fn(table[chunk[:, 0]], table[chunk[:, 1]], self.options.tau).float()
+            loss = self.loss_fn(source[chunk[:, 0]], source[chunk[:, 1]], self.options.tau).float()
+            loss.backward(retain_graph=start + self.options.batch_size < len(local))
+            total += float(loss.detach())
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        table.backward(leaf.grad)
         self.optimizer.step()
-        return float(total.detach())
+        return total
 
     @torch.no_grad()
     def embeddings(self) -> torch.Tensor:

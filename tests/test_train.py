@@ -114,7 +114,7 @@ def test_gpu_without_cuda_is_a_clear_error(workspace) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert result.exit_code == 2 and "no usable CUDA" in result.output
+    assert result.exit_code == 2 and "--gpu 0: " in result.output and "leave out --gpu" in result.output
 
 
 def test_dropout_is_seeded_and_changes_training(workspace) -> None:

@@ -40,6 +40,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from mmalign.atomic import file_sha256
+from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
 from mmalign.features.base import FeatureContext, ModalityFeatures, register
 from mmalign.report import SILENT, Reporter
@@ -124,21 +125,6 @@ class FileFeatures:
     failed: list[tuple[str, str]] = field(default_factory=list)
     cached: int = 0
     computed: int = 0
-
-
-def resolve_device(gpu: int | None) -> torch.device:
-    """``--gpu N`` → ``cuda:N``, checked now: a missing GPU is a user error, not a traceback."""
-    if gpu is None:
-        return torch.device("cpu")
-    if gpu < 0:
-        raise MMAlignError(f"--gpu must be a device number (0, 1, ...), not {gpu}")
-    if not torch.cuda.is_available():
-        why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise MMAlignError(f"--gpu {gpu}: {why}; leave out --gpu to run on the CPU")
-    count = torch.cuda.device_count()
-    if gpu >= count:
-        raise MMAlignError(f"--gpu {gpu}: only {count} CUDA device(s) visible (0..{count - 1})")
-    return torch.device(f"cuda:{gpu}")
 
 
 def resolve_weights(weights: str | Path | None) -> WeightsSource:
@@ -679,6 +665,5 @@ __all__ = [
     "load_active_features",
     "load_backbone",
     "load_rgb",
-    "resolve_device",
     "resolve_weights",
 ]

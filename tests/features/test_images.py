@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
 from mmalign.features import images as im
 from mmalign.features.base import REGISTRY, FeatureContext
@@ -142,15 +143,15 @@ def test_unknown_model_lists_close_matches() -> None:
 
 
 def test_gpu_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert im.resolve_device(None) == torch.device("cpu")
+    assert resolve_device(None) == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(MMAlignError, match="--gpu 0: .*leave out --gpu"):
-        im.resolve_device(0)
+        resolve_device(0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(MMAlignError, match="--gpu 2: only 2 CUDA device"):
-        im.resolve_device(2)
-    assert im.resolve_device(1) == torch.device("cuda:1")
+        resolve_device(2)
+    assert resolve_device(1) == torch.device("cuda:1")
 
 
 # --- extraction and cache -------------------------------------------------------------------
