@@ -256,7 +256,8 @@ class Trainer:
         # N × d gradient, so one gather per block instead of one per block, side and chunk.
         rows, local = np.unique(pairs, return_inverse=True)
         local = torch.from_numpy(local.reshape(pairs.shape)).to(self.device)
-        table = torch.cat([b[torch.from_numpy(rows).to(self.device)] for b in blocks], dim=1)
+        index = torch.from_numpy(rows).to(self.device)
+        table = torch.cat([b[index] for b in blocks], dim=1)
         if self.options.dropout:
             table = torch.nn.functional.dropout(table, self.options.dropout)
         # Each chunk's loss is differentiated right away into the gathered table and its graph
