@@ -86,6 +86,7 @@ class TrainOptions:
     names: str = "recorded+iri"  # none gives back the paper's setting
     name_encoder: str = "char"
     names_file: str | None = None
+    direct_weight: float = 1.0  # shared-space modalities (names) also enter the output directly; 0: off
     dim: int = 300
     modal_dim: int = 300
     rank: int = 8
@@ -121,6 +122,7 @@ class TrainOptions:
             joint_layer0=defaults["joint_layer0"],
             paradigm=self.paradigm,
             precision=self.precision,
+            direct_weight=self.direct_weight,
         )
 
 
@@ -237,7 +239,8 @@ class Trainer:
         self.features = build_features(workspace, graph, triples, options, reporter)
         self.graph = graph.to(self.device)
         self.inputs = [prepare_input(f.matrix, self.device) for f in self.features]
-        self.model = LoginMEA(options.model_config(), [f.dim for f in self.features], self.n_entities, n_relations).to(self.device)
+        direct = [m for m, f in enumerate(self.features) if f.shared_space]
+        self.model = LoginMEA(options.model_config(), [f.dim for f in self.features], self.n_entities, n_relations, direct).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         self.loss_fn = LOSSES[options.loss]
         self.epoch = 0

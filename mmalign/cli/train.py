@@ -68,6 +68,7 @@ def train_command(
     names: Optional[str] = typer.Option(None, "--names", help="Name modality: none (the paper), recorded or recorded+iri [recorded+iri]."),
     name_encoder: Optional[str] = typer.Option(None, "--name-encoder", help="char or sbert:PATH_OR_PACKAGE [char]."),
     names_file: Optional[Path] = typer.Option(None, "--names-file", help="Extra names: entity<TAB>name for either KG."),
+    direct_weight: Optional[float] = typer.Option(None, "--direct-weight", help="Weight of the names' direct block beside the fused model (0: fusion only) [1]."),
     missing_image: Optional[str] = typer.Option(None, "--missing-image", help="neighbor_mean, random_per_entity or zeros."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings, errors and the final table."),
 ) -> None:
@@ -86,7 +87,7 @@ def train_command(
         "batch_size": batch_size, "dropout": dropout, "loss": loss, "fusion": fusion, "adaptive_weights": adaptive_weights,
         "modality_score": modality_score, "graph_layer": graph_layer, "paradigm": paradigm, "rank": rank,
         "dim": dim, "iterative": iterative, "eval_every": eval_every, "patience": patience, "precision": precision,
-        "names": names, "name_encoder": name_encoder, "missing_image": missing_image,
+        "names": names, "name_encoder": name_encoder, "direct_weight": direct_weight, "missing_image": missing_image,
         "names_file": str(names_file) if names_file else None,
         "modalities": [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None,
         "device": f"cuda:{gpu}" if gpu is not None else None,

@@ -36,12 +36,18 @@ class FeatureContext:
 
 @dataclass
 class ModalityFeatures:
-    """One modality's input matrix (dense float32 or sparse CSR) and who really has it."""
+    """One modality's input matrix (dense float32 or sparse CSR) and who really has it.
+
+    ``shared_space``: rows of both KGs live in one space where equal things get near rows
+    (one text encoder for every name), unlike bags over each KG's own relation vocabulary.
+    Such a modality may also enter the output embedding directly (``ModelConfig.direct_weight``).
+    """
 
     name: str
     matrix: torch.Tensor
     present: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    shared_space: bool = False
 
     @property
     def dim(self) -> int:

@@ -483,4 +483,4 @@ def build(ctx: FeatureContext) -> ModalityFeatures | None:
         f"names ({encoder.spec}): KG1 {len(names1) - counts1['none']}/{len(names1)}, "
         f"KG2 {len(names2) - counts2['none']}/{len(names2)} entities named"
     )
-    return ModalityFeatures("name", matrix, present, info)
+    return ModalityFeatures("name", matrix, present, info, shared_space=True)

@@ -47,9 +47,14 @@ class ModalityEncoder(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, features: "torch.Tensor | SparseInput") -> torch.Tensor:
-        if isinstance(features, SparseInput):
-            return spmm(features.pattern, features.values, self.weight) + self.bias
-        if features.layout == torch.sparse_csr:
-            features = SparseInput(features).to(features.device)
-            return spmm(features.pattern, features.values, self.weight) + self.bias
-        return features @ self.weight + self.bias
+        return multiply(features, self.weight) + self.bias
+
+
+def multiply(features: "torch.Tensor | SparseInput", weight: torch.Tensor) -> torch.Tensor:
+    """``features @ weight`` for a dense, CSR or prepared sparse input (sparse stays sparse)."""
+    if isinstance(features, SparseInput):
+        return spmm(features.pattern, features.values, weight)
+    if features.layout == torch.sparse_csr:
+        prepared = SparseInput(features).to(features.device)
+        return spmm(prepared.pattern, prepared.values, weight)
+    return features @ weight

@@ -177,3 +177,36 @@ def test_low_rank_fusion_in_bfloat16_stays_close_to_float32() -> None:
     assert torch.allclose(approx, reference, atol=0.05 * float(reference.abs().max()))
     approx.sum().backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in fast.parameters())
+
+
+@pytest.mark.parametrize("weight", [0.5, 2.0])
+def test_direct_block_mixes_cosines_with_the_stated_weight(weight: float) -> None:
+    """Output cosine = (cos_model + w² cos_direct) / (1 + w²), whatever the model rows' scale."""
+    torch.manual_seed(0)
+    graph = _tiny_graph()
+    names = torch.randn(6, 5)
+    features = [torch.randn(6, 7).to_sparse_csr(), names]
+    config = ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=weight)
+    with_direct = LoginMEA(config, [7, 5], n_entities=6, n_relations=3, direct=[1])
+    model_part = torch.cat(with_direct.forward_blocks(features, graph)[:-1], dim=1)
+    out = torch.nn.functional.normalize(with_direct(features, graph), dim=1)
+    unit_model = torch.nn.functional.normalize(model_part, dim=1)
+    unit_names = torch.nn.functional.normalize(names, dim=1)
+    expected = (unit_model @ unit_model.T + weight**2 * unit_names @ unit_names.T) / (1 + weight**2)
+    assert torch.allclose(out @ out.T, expected, atol=1e-5)
+
+
+def test_direct_block_projects_wide_sparse_inputs_with_a_fixed_matrix() -> None:
+    torch.manual_seed(0)
+    graph = _tiny_graph()
+    features = [torch.randn(6, 7), (torch.rand(6, 64) > 0.8).float().to_sparse_csr()]
+    config = ModelConfig(dim=8, modal_dim=8, rank=2)
+    first = LoginMEA(config, [7, 64], n_entities=6, n_relations=3, direct=[1])
+    torch.manual_seed(1)  # a different model seed must not change the fixed projection
+    second = LoginMEA(config, [7, 64], n_entities=6, n_relations=3, direct=[1])
+    assert torch.equal(first.direct_projection_1, second.direct_projection_1)
+    assert first.direct_projection_1.shape == (64, 8)
+    assert "direct_projection_1" not in first.state_dict()
+    assert first.forward_blocks(features, graph)[-1].shape == (6, 8)
+    off = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=0.0), [7, 64], 6, 3, direct=[1])
+    assert len(off.forward_blocks(features, graph)) == len(first.forward_blocks(features, graph)) - 1
