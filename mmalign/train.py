@@ -78,6 +78,7 @@ class TrainOptions:
     il_start: int = 20
     il_check: int = 10  # epochs between mutual-NN checks
     il_window: int = 20  # pairs must stay mutual-NN over a whole window to be added
+    pseudo_score: str = "cosine"  # cosine | csls (with k = csls) for the mutual-nearest-neighbour search
     precision: str = "bf16"  # bf16 | fp32 for the big dense products: loss, fusion, pseudo-pair search
     modalities: list[str] = field(default_factory=lambda: list(REGISTERED_MODALITIES))
     bag_size: int = 1000
@@ -319,7 +320,10 @@ class Trainer:
         right = np.setdiff1d(np.arange(self.n1, self.n_entities), used[:, 1])
         if len(left) == 0 or len(right) == 0:
             return
-        rows, cols = mutual_nearest(embeddings[left], embeddings[right], precision=o.precision)
+        if o.pseudo_score not in ("cosine", "csls"):
+            raise MMAlignError(f"unknown pseudo-pair score {o.pseudo_score!r} (choose cosine or csls)")
+        csls_k = o.csls if o.pseudo_score == "csls" else 0
+        rows, cols = mutual_nearest(embeddings[left], embeddings[right], precision=o.precision, csls_k=csls_k)
         found = set(zip(left[rows.numpy()].tolist(), right[cols.numpy()].tolist()))
         window_start = (epoch - o.il_check) % o.il_window == 0
         self.candidates = found if window_start or not self.candidates else self.candidates & found

@@ -166,6 +166,22 @@ def test_mutual_nearest_matches_brute_force() -> None:
     assert list(zip(rows.tolist(), cols.tolist())) == expected and expected
 
 
+def test_mutual_nearest_under_csls_matches_brute_force() -> None:
+    from mmalign.pseudo import mutual_nearest
+
+    torch.manual_seed(0)
+    left = torch.nn.functional.normalize(torch.randn(50, 8), dim=1)
+    right = torch.nn.functional.normalize(torch.randn(40, 8), dim=1)
+    rows, cols = mutual_nearest(left, right, block=7, precision="fp32", csls_k=3)
+    cos = left @ right.T
+    csls = 2 * cos - cos.topk(3, dim=1).values.mean(1)[:, None] - cos.topk(3, dim=0).values.mean(0)[None, :]
+    best_right, best_left = csls.argmax(1), csls.argmax(0)
+    expected = [(i, int(best_right[i])) for i in range(50) if int(best_left[best_right[i]]) == i]
+    assert list(zip(rows.tolist(), cols.tolist())) == expected and expected
+    plain = mutual_nearest(left, right, block=7, precision="fp32")
+    assert list(zip(*map(torch.Tensor.tolist, plain))) != expected  # CSLS changes the pairs here
+
+
 def test_low_rank_fusion_in_bfloat16_stays_close_to_float32() -> None:
     torch.manual_seed(0)
     exact = LowRankFusion([16, 16], 8, 4)
