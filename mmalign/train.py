@@ -64,7 +64,7 @@ class TrainOptions:
     batch_size: int = 3500  # in-batch negatives per loss chunk
     tau: float = 0.1
     dropout: float = 0.0  # on the embeddings entering the loss (RREA's output dropout)
-    loss: str = "infonce"  # infonce | icl
+    loss: str = "infonce"  # infonce | infonce_sym | icl
     seed: int = 2023
     valid_fraction: float = 0.1
     eval_every: int = 10
@@ -78,7 +78,7 @@ class TrainOptions:
     il_start: int = 20
     il_check: int = 10  # epochs between mutual-NN checks
     il_window: int = 20  # pairs must stay mutual-NN over a whole window to be added
-    pseudo_score: str = "cosine"  # cosine | csls (with k = csls) for the mutual-nearest-neighbour search
+    pseudo_score: str = "csls"  # cosine | csls (with k = csls) for the mutual-nearest-neighbour search
     precision: str = "bf16"  # bf16 | fp32 for the big dense products: loss, fusion, pseudo-pair search
     modalities: list[str] = field(default_factory=lambda: list(REGISTERED_MODALITIES))
     bag_size: int = 1000
@@ -243,6 +243,8 @@ class Trainer:
         direct = [m for m, f in enumerate(self.features) if f.shared_space]
         self.model = LoginMEA(options.model_config(), [f.dim for f in self.features], self.n_entities, n_relations, direct).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+        if options.loss not in LOSSES:
+            raise MMAlignError(f"unknown loss {options.loss!r} (choose {', '.join(LOSSES)})")
         self.loss_fn = LOSSES[options.loss]
         self.epoch = 0
         self.pseudo = np.zeros((0, 2), dtype=np.int64)

@@ -13,6 +13,13 @@ def infonce(left: torch.Tensor, right: torch.Tensor, tau: float = 0.1) -> torch.
     return cross_entropy(logits, labels)
 
 
+def infonce_sym(left: torch.Tensor, right: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """InfoNCE in both directions over the same logits: KG2 rows are anchors too, at no extra product."""
+    logits = normalize(left, dim=1) @ normalize(right, dim=1).T / tau
+    labels = torch.arange(len(left), device=left.device)
+    return 0.5 * (cross_entropy(logits, labels) + cross_entropy(logits.T, labels))
+
+
 def icl(left: torch.Tensor, right: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     """Ablation "repl. ICL" (MCLEA/MEAformer): both directions, plus intra-KG in-batch negatives."""
     left, right = normalize(left, dim=1), normalize(right, dim=1)
@@ -27,4 +34,4 @@ def icl(left: torch.Tensor, right: torch.Tensor, tau: float = 0.1) -> torch.Tens
     return 0.5 * (forward + backward)
 
 
-LOSSES = {"infonce": infonce, "icl": icl}
+LOSSES = {"infonce": infonce, "infonce_sym": infonce_sym, "icl": icl}

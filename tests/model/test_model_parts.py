@@ -11,7 +11,7 @@ import torch
 from mmalign.graph import build_graph
 from mmalign.model.fusion import AdaptiveWeights, LowRankFusion
 from mmalign.model.loginmea import LoginMEA, ModelConfig
-from mmalign.model.loss import icl, infonce
+from mmalign.model.loss import icl, infonce, infonce_sym
 from mmalign.model.rrea import RREALayer, relation_set_vectors
 from mmalign.model.sparse import SparsePattern, sddmm, segment_softmax, spmm
 
@@ -118,7 +118,7 @@ def test_adaptive_weights_are_a_distribution_per_entity() -> None:
     assert weights.shape == (6, 3) and torch.allclose(weights.sum(1), torch.ones(6))
 
 
-@pytest.mark.parametrize("loss", [infonce, icl])
+@pytest.mark.parametrize("loss", [infonce, infonce_sym, icl])
 def test_loss_gradient_pulls_pairs_together(loss) -> None:
     torch.manual_seed(0)
     left = torch.randn(8, 5, requires_grad=True)
