@@ -65,6 +65,7 @@ class LoginMEA(nn.Module):
         # trained on the seeds fits their names and loses what generalises to the others.
         # Built from its own generator, so it is the same in every run and never checkpointed.
         generator = torch.Generator().manual_seed(0)
+        self.direct_width = sum(min(modality_dims[m], c.dim) for m in self.direct)  # output columns
         for m in self.direct:
             if modality_dims[m] > c.dim:
                 projection = torch.randn(modality_dims[m], c.dim, generator=generator) / math.sqrt(c.dim)
@@ -144,6 +145,16 @@ class LoginMEA(nn.Module):
         if self.direct:
             blocks += self.direct_blocks(features, blocks)
         return blocks
+
+    def reweight_direct(self, embeddings: torch.Tensor, weight: float) -> torch.Tensor:
+        """L2-normalised outputs as if ``direct_weight`` were ``weight`` — exact, no forward.
+
+        The direct blocks are the last ``direct_width`` columns; rescaling them and normalising
+        again gives what the model computes with that weight, so evaluation can try several.
+        """
+        scaled = embeddings.clone()
+        scaled[:, embeddings.shape[1] - self.direct_width :] *= weight / self.config.direct_weight
+        return normalize(scaled, dim=1)
 
     def direct_blocks(self, features: list[torch.Tensor], blocks: list[torch.Tensor]) -> list[torch.Tensor]:
         """One block per shared-space modality: its unit rows scaled to ``w`` × the model rows' norm.

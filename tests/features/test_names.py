@@ -239,7 +239,7 @@ def test_uninformative_structure_aligns_by_names_alone(tmp_path: Path) -> None:
     from synthetic import make_pair
 
     from mmalign.ingest import ingest
-    from mmalign.train import TrainOptions, train
+    from mmalign.train import DIRECT_WEIGHTS, TrainOptions, train
 
     pair = make_pair(tmp_path / "data", structure=False)
     rng = np.random.default_rng(7)
@@ -258,7 +258,12 @@ def test_uninformative_structure_aligns_by_names_alone(tmp_path: Path) -> None:
                  valid_fraction=0.2, precision="fp32", iterative=False, modalities=["name"])
     with_names = train(work, pair.seeds, TrainOptions(**small, names="recorded"), test=pair.test)
     without = train(work, pair.seeds, TrainOptions(**small, names="none"), test=pair.test)
+    fused_only = train(work, pair.seeds, TrainOptions(**small, names="recorded", direct_weight=0.0), test=pair.test)
     assert with_names.test["hits@1"] >= 0.9, with_names.test
+    assert fused_only.test["hits@1"] >= 0.9, fused_only.test  # the fused path alone carries names too
     assert without.test["hits@1"] <= 0.2, without.test
+    summary = json.loads((with_names.run_dir / "summary.json").read_text())
+    assert summary["direct_weight"]["trained"] == 1.0 and summary["direct_weight"]["selected"] in DIRECT_WEIGHTS
+    assert json.loads((fused_only.run_dir / "summary.json").read_text())["direct_weight"] is None
     assert with_names.modalities["name"]["sources"]["kg2"]["recorded"] == 80
     assert "name" not in without.modalities

@@ -226,3 +226,17 @@ def test_direct_block_projects_wide_sparse_inputs_with_a_fixed_matrix() -> None:
     assert first.forward_blocks(features, graph)[-1].shape == (6, 8)
     off = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=0.0), [7, 64], 6, 3, direct=[1])
     assert len(off.forward_blocks(features, graph)) == len(first.forward_blocks(features, graph)) - 1
+
+
+def test_reweighting_the_direct_block_equals_training_with_that_weight() -> None:
+    torch.manual_seed(0)
+    graph = _tiny_graph()
+    features = [torch.randn(6, 7), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
+    trained = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=1.0), [7, 64], 6, 3, direct=[1])
+    other = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=0.5), [7, 64], 6, 3, direct=[1])
+    other.load_state_dict(trained.state_dict())
+    unit = torch.nn.functional.normalize(trained(features, graph), dim=1)
+    expected = torch.nn.functional.normalize(other(features, graph), dim=1)
+    assert trained.direct_width == 8
+    assert torch.allclose(trained.reweight_direct(unit, 0.5), expected, atol=1e-6)
+    assert torch.allclose(trained.reweight_direct(unit, 1.0), unit, atol=1e-6)
