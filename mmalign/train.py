@@ -62,6 +62,7 @@ class TrainOptions:
     lr: float = 5e-3  # the paper's; the code's 5e-4 needs its 1000 epochs
     weight_decay: float = 0.01
     batch_size: int = 3500  # in-batch negatives per loss chunk
+    max_pairs: int = 0  # pairs in an epoch's loss: all seeds, then sampled pseudo pairs; 0: all
     tau: float = 0.1
     dropout: float = 0.0  # on the embeddings entering the loss (RREA's output dropout)
     loss: str = "infonce"  # infonce | infonce_sym | icl
@@ -261,7 +262,13 @@ class Trainer:
     def step(self) -> float:
         self.model.train()
         blocks = self.model.forward_blocks(self.inputs, self.graph)
-        pairs = np.concatenate([self.splits.train, self.pseudo])
+        pseudo = self.pseudo
+        room = self.options.max_pairs - len(self.splits.train)
+        if self.options.max_pairs and len(pseudo) > max(room, 0):
+            # The loss costs O(pairs × batch × width): past the cap, every seed pair and a fresh
+            # random sample of the pseudo pairs each epoch keeps an epoch's cost flat.
+            pseudo = pseudo[self.generator.choice(len(pseudo), size=max(room, 0), replace=False)]
+        pairs = np.concatenate([self.splits.train, pseudo])
         pairs = pairs[self.generator.permutation(len(pairs))]
         # Gather every row the loss needs once per block: each gather's backward zero-fills an
         # N × d gradient, so one gather per block instead of one per block, side and chunk.

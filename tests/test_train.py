@@ -124,3 +124,28 @@ def test_dropout_is_seeded_and_changes_training(workspace) -> None:
     a, b, c = (load_file(str(r.run_dir / "embeddings.safetensors"))["kg1"].numpy() for r in runs)
     assert np.array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_max_pairs_keeps_every_seed_and_samples_pseudo_pairs(workspace) -> None:
+    from mmalign.train import Trainer, make_splits
+    from mmalign.report import SILENT
+    from mmalign.workspace import Workspace
+
+    work, pair = workspace
+    ws = Workspace.open(work)
+    options = TrainOptions(**dict(SMALL, max_pairs=0)).resolved()
+    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
+    trainer = Trainer(ws, splits, options, work / "scratch", SILENT)
+    n1 = trainer.n1
+    used = set(splits.train[:, 0]) | set(splits.valid[:, 0])
+    free = [i for i in range(n1) if i not in used]
+    trainer.pseudo = np.array([(i, i + n1) for i in free], dtype=np.int64)
+    seen: list[int] = []
+    plain = trainer.loss_fn
+    trainer.loss_fn = lambda left, right, tau: (seen.append(len(left)), plain(left, right, tau))[1]
+    trainer.step()
+    assert sum(seen) == len(splits.train) + len(trainer.pseudo)
+    seen.clear()
+    trainer.options.max_pairs = len(splits.train) + 3
+    trainer.step()
+    assert sum(seen) == len(splits.train) + 3
