@@ -251,6 +251,8 @@ class Trainer:
         if options.loss not in LOSSES:
             raise MMAlignError(f"unknown loss {options.loss!r} (choose {', '.join(LOSSES)})")
         self.loss_fn = LOSSES[options.loss]
+        if options.pseudo_score not in ("cosine", "csls"):
+            raise MMAlignError(f"unknown pseudo-pair score {options.pseudo_score!r} (choose cosine or csls)")
         self.epoch = 0
         self.pseudo = np.zeros((0, 2), dtype=np.int64)
         self.candidates: set[tuple[int, int]] = set()
@@ -360,8 +362,6 @@ class Trainer:
         right = np.setdiff1d(np.arange(self.n1, self.n_entities), used[:, 1])
         if len(left) == 0 or len(right) == 0:
             return
-        if o.pseudo_score not in ("cosine", "csls"):
-            raise MMAlignError(f"unknown pseudo-pair score {o.pseudo_score!r} (choose cosine or csls)")
         csls_k = o.csls if o.pseudo_score == "csls" else 0
         rows, cols = mutual_nearest(embeddings[left], embeddings[right], precision=o.precision, csls_k=csls_k)
         found = set(zip(left[rows.numpy()].tolist(), right[cols.numpy()].tolist()))
