@@ -79,6 +79,10 @@ class TrainOptions:
     il_start: int = 20
     il_check: int = 10  # epochs between mutual-NN checks
     il_window: int = 20  # pairs must stay mutual-NN over a whole window to be added
+    # Where pseudo pairs are searched: all non-seed entities (a real run; the authors' code), or
+    # only the --test pairs' entities ("test": RREA's published protocol, for comparison only;
+    # it uses which entities have a partner, never which partner).
+    pseudo_pool: str = "all"
     pseudo_score: str = "csls"  # cosine | csls (with k = csls) for the mutual-nearest-neighbour search
     precision: str = "bf16"  # bf16 | fp32 for the big dense products: loss, fusion, pseudo-pair search
     modalities: list[str] = field(default_factory=lambda: list(REGISTERED_MODALITIES))
@@ -251,6 +255,10 @@ class Trainer:
         if options.loss not in LOSSES:
             raise MMAlignError(f"unknown loss {options.loss!r} (choose {', '.join(LOSSES)})")
         self.loss_fn = LOSSES[options.loss]
+        if options.pseudo_pool not in ("all", "test"):
+            raise MMAlignError(f"unknown pseudo-pair pool {options.pseudo_pool!r} (choose all or test)")
+        if options.pseudo_pool == "test" and splits.test is None:
+            raise MMAlignError("--pseudo-pool test needs --test")
         if options.pseudo_score not in ("cosine", "csls"):
             raise MMAlignError(f"unknown pseudo-pair score {options.pseudo_score!r} (choose cosine or csls)")
         self.epoch = 0
@@ -358,8 +366,9 @@ class Trainer:
         if not o.iterative or self.epoch < o.il_start or epoch % o.il_check:
             return
         used = np.concatenate([self.splits.train, self.pseudo])
-        left = np.setdiff1d(np.arange(self.n1), used[:, 0])
-        right = np.setdiff1d(np.arange(self.n1, self.n_entities), used[:, 1])
+        pool = self.splits.test if o.pseudo_pool == "test" else None
+        left = np.setdiff1d(np.arange(self.n1) if pool is None else pool[:, 0], used[:, 0])
+        right = np.setdiff1d(np.arange(self.n1, self.n_entities) if pool is None else pool[:, 1], used[:, 1])
         if len(left) == 0 or len(right) == 0:
             return
         csls_k = o.csls if o.pseudo_score == "csls" else 0

@@ -149,3 +149,24 @@ def test_max_pairs_keeps_every_seed_and_samples_pseudo_pairs(workspace) -> None:
     trainer.options.max_pairs = len(splits.train) + 3
     trainer.step()
     assert sum(seen) == len(splits.train) + 3
+
+
+def test_pseudo_pool_test_searches_only_test_entities(workspace) -> None:
+    work, pair = workspace
+    with pytest.raises(MMAlignError, match="needs --test"):
+        train(work, pair.seeds, TrainOptions(**SMALL, pseudo_pool="test"))
+    # Half the non-seed pairs as the test file: the other half are non-seed entities outside it.
+    lines = [line for line in pair.test.read_text().splitlines() if line]
+    half = work.parent / "half_test.tsv"
+    half.write_text("".join(line + "\n" for line in lines[: len(lines) // 2]))
+    result = train(work, pair.seeds, TrainOptions(**SMALL, pseudo_pool="test"), test=half)
+    pseudo = load_file(str(result.run_dir / "checkpoint.safetensors"))["pseudo"].numpy().reshape(-1, 2)
+    test_keys = [line.split("\t") for line in lines[: len(lines) // 2]]
+    from mmalign.workspace import Workspace
+
+    ws = Workspace.open(work)
+    left, right = ws.kg1.entity_index(), ws.kg2.entity_index()
+    n1 = len(ws.kg1.entities)
+    assert len(pseudo)
+    assert set(pseudo[:, 0]) <= {left[a] for a, _ in test_keys}
+    assert set(pseudo[:, 1]) <= {right[b] + n1 for _, b in test_keys}
