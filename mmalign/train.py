@@ -105,9 +105,18 @@ class TrainOptions:
     device: str = "cpu"
 
     def resolved(self) -> "TrainOptions":
-        """Fill the variant-dependent options left at None."""
+        """Fill the variant-dependent options left at None; unknown choices are user errors.
+
+        Checked here, before features are built or a run folder is made, so a typo costs nothing.
+        """
         if self.variant not in VARIANT_DEFAULTS:
             raise MMAlignError(f"unknown variant {self.variant!r} (choose code or paper)")
+        if self.loss not in LOSSES:
+            raise MMAlignError(f"unknown loss {self.loss!r} (choose {', '.join(LOSSES)})")
+        if self.pseudo_pool not in ("all", "test"):
+            raise MMAlignError(f"unknown pseudo-pair pool {self.pseudo_pool!r} (choose all or test)")
+        if self.pseudo_score not in ("cosine", "csls"):
+            raise MMAlignError(f"unknown pseudo-pair score {self.pseudo_score!r} (choose cosine or csls)")
         values = asdict(self)
         for key, value in VARIANT_DEFAULTS[self.variant].items():
             if key in values and values[key] is None:
@@ -252,15 +261,7 @@ class Trainer:
         direct = [m for m, f in enumerate(self.features) if f.shared_space]
         self.model = LoginMEA(options.model_config(), [f.dim for f in self.features], self.n_entities, n_relations, direct).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-        if options.loss not in LOSSES:
-            raise MMAlignError(f"unknown loss {options.loss!r} (choose {', '.join(LOSSES)})")
         self.loss_fn = LOSSES[options.loss]
-        if options.pseudo_pool not in ("all", "test"):
-            raise MMAlignError(f"unknown pseudo-pair pool {options.pseudo_pool!r} (choose all or test)")
-        if options.pseudo_pool == "test" and splits.test is None:
-            raise MMAlignError("--pseudo-pool test needs --test")
-        if options.pseudo_score not in ("cosine", "csls"):
-            raise MMAlignError(f"unknown pseudo-pair score {options.pseudo_score!r} (choose cosine or csls)")
         self.epoch = 0
         self.pseudo = np.zeros((0, 2), dtype=np.int64)
         self.candidates: set[tuple[int, int]] = set()
@@ -273,11 +274,11 @@ class Trainer:
         self.model.train()
         blocks = self.model.forward_blocks(self.inputs, self.graph)
         pseudo = self.pseudo
-        room = self.options.max_pairs - len(self.splits.train)
-        if self.options.max_pairs and len(pseudo) > max(room, 0):
+        room = max(self.options.max_pairs - len(self.splits.train), 0)
+        if self.options.max_pairs and len(pseudo) > room:
             # The loss costs O(pairs × batch × width): past the cap, every seed pair and a fresh
             # random sample of the pseudo pairs each epoch keeps an epoch's cost flat.
-            pseudo = pseudo[self.generator.choice(len(pseudo), size=max(room, 0), replace=False)]
+            pseudo = pseudo[self.generator.choice(len(pseudo), size=room, replace=False)]
         pairs = np.concatenate([self.splits.train, pseudo])
         pairs = pairs[self.generator.permutation(len(pairs))]
         # Gather every row the loss needs once per block: each gather's backward zero-fills an
@@ -488,6 +489,8 @@ def train(
     options = options.resolved()
     splits = make_splits(workspace, seeds, valid=valid, valid_fraction=options.valid_fraction, test=test,
                          seed=options.seed, skip_unknown=skip_unknown, reporter=reporter)
+    if options.pseudo_pool == "test" and splits.test is None:
+        raise MMAlignError("--pseudo-pool test needs --test")
     run_dir = new_run(Path(workdir))
     reporter.info(f"run folder: {run_dir}")
     atomic_write_json(run_dir / "config.json", _config(workspace, options, seeds, valid, test))

@@ -97,6 +97,19 @@ def test_bad_seed_files_exit_2_with_one_line(workspace, tmp_path: Path, content:
     assert message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [("--loss", "hinge", "unknown loss 'hinge'"), ("--pseudo-pool", "dev", "unknown pseudo-pair pool 'dev'"),
+     ("--pseudo-score", "l2", "unknown pseudo-pair score 'l2'")],
+)
+def test_unknown_choices_exit_2_before_a_run_folder_exists(workspace, flag: str, value: str, message: str) -> None:
+    work, pair = workspace
+    result = CliRunner().invoke(app, ["train", "--seeds", str(pair.seeds), "-w", str(work), flag, value])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (work / "runs").exists()
+
+
 def test_skip_unknown_counts_and_continues(workspace, tmp_path: Path) -> None:
     work, pair = workspace
     seeds = tmp_path / "seeds.tsv"
