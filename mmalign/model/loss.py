@@ -6,17 +6,21 @@ import torch
 from torch.nn.functional import cross_entropy, normalize
 
 
+def _cross_logits(left: torch.Tensor, right: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine logits of every left row against every right row, and the diagonal labels."""
+    logits = normalize(left, dim=1) @ normalize(right, dim=1).T / tau
+    return logits, torch.arange(len(left), device=left.device)
+
+
 def infonce(left: torch.Tensor, right: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     """Paper Eq. 15 / the code: one-directional in-batch InfoNCE, cross-KG negatives only."""
-    logits = normalize(left, dim=1) @ normalize(right, dim=1).T / tau
-    labels = torch.arange(len(left), device=left.device)
+    logits, labels = _cross_logits(left, right, tau)
     return cross_entropy(logits, labels)
 
 
 def infonce_sym(left: torch.Tensor, right: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     """InfoNCE in both directions over the same logits: KG2 rows are anchors too, at no extra product."""
-    logits = normalize(left, dim=1) @ normalize(right, dim=1).T / tau
-    labels = torch.arange(len(left), device=left.device)
+    logits, labels = _cross_logits(left, right, tau)
     return 0.5 * (cross_entropy(logits, labels) + cross_entropy(logits.T, labels))
 
 
