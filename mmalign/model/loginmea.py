@@ -65,6 +65,7 @@ class LoginMEA(nn.Module):
         # trained on the seeds fits their names and loses what generalises to the others.
         # Built from its own generator, so it is the same in every run and never checkpointed.
         generator = torch.Generator().manual_seed(0)
+        self._direct_units: tuple[tuple, list[torch.Tensor]] | None = None  # see direct_units
         self.direct_width = sum(min(modality_dims[m], c.dim) for m in self.direct)  # output columns
         for m in self.direct:
             if modality_dims[m] > c.dim:
@@ -165,12 +166,23 @@ class LoginMEA(nn.Module):
         """
         norm = torch.sqrt(sum((b.float() * b.float()).sum(1) for b in blocks)).unsqueeze(1)
         scale = self.config.direct_weight / math.sqrt(len(self.direct)) * norm
-        out = []
-        for m in self.direct:
-            with torch.no_grad():
-                x = features[m]
+        return [scale * unit for unit in self.direct_units(features)]
+
+    @torch.no_grad()
+    def direct_units(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Unit rows of each direct modality, computed once per input object.
+
+        They depend only on the fixed inputs and the fixed projection, yet every forward (each
+        step, each evaluation) asked for them again: about 0.1 s each on zh_en's 39k names.
+        The cache holds the inputs themselves, so other inputs are never served stale rows.
+        """
+        inputs = tuple(features[m] for m in self.direct)
+        cached = self._direct_units
+        if cached is None or any(old is not new for old, new in zip(cached[0], inputs)):
+            units = []
+            for m, x in zip(self.direct, inputs):
                 projection = getattr(self, f"direct_projection_{m}", None)
-                x = multiply(x, projection) if projection is not None else x
-                unit = normalize(x.float(), dim=1)
-            out.append(scale * unit)
-        return out
+                projected = multiply(x, projection) if projection is not None else x
+                units.append(normalize(projected.float(), dim=1))
+            self._direct_units = (inputs, units)
+        return self._direct_units[1]

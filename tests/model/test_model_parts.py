@@ -240,3 +240,16 @@ def test_reweighting_the_direct_block_equals_training_with_that_weight() -> None
     assert trained.direct_width == 8
     assert torch.allclose(trained.reweight_direct(unit, 0.5), expected, atol=1e-6)
     assert torch.allclose(trained.reweight_direct(unit, 1.0), unit, atol=1e-6)
+
+
+def test_direct_units_are_computed_once_per_input_and_redone_for_new_inputs() -> None:
+    torch.manual_seed(0)
+    graph = _tiny_graph()
+    first = [torch.randn(6, 7), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
+    model = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2), [7, 64], 6, 3, direct=[1])
+    units = model.direct_units(first)
+    assert model.direct_units(first)[0] is units[0]  # same inputs: served from the cache
+    second = [first[0], (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
+    fresh = model.direct_units(second)[0]
+    expected = torch.nn.functional.normalize(second[1].to_dense() @ model.direct_projection_1, dim=1)
+    assert torch.allclose(fresh, expected, atol=1e-6)
