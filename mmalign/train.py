@@ -234,13 +234,13 @@ def build_features(workspace: Workspace, graph: Graph, triples: np.ndarray, opti
         triples=triples,
         n_relations=graph.n_relations,
     )
-    built = []
+    built: list[ModalityFeatures] = []
     for name in options.modalities:
         features = REGISTRY[name](ctx)
         if features is None:
             reporter.info(f"modality {name}: no entity has it, skipped")
         else:
-            built.append(features)
+            built += features if isinstance(features, list) else [features]
     return built
 
 
@@ -553,7 +553,7 @@ def _finish(trainer: Trainer, epochs_run: int, seconds: float) -> TrainResult:
     atomic_save_tensors(run_dir / "embeddings.safetensors", {"kg1": embeddings[: trainer.n1], "kg2": embeddings[trainer.n1 :]})
     modalities = {f.name: {"dim": f.dim, "present_kg1": int(f.present[: trainer.n1].sum()),
                            "present_kg2": int(f.present[trainer.n1 :].sum()), **f.info} for f in trainer.features}
-    skipped = [m for m in options.modalities if m not in modalities]
+    skipped = [m for m in options.modalities if m not in {f.modality for f in trainer.features}]
     summary = {
         "selected_epoch": trainer.best_epoch,
         "epochs_run": trainer.epoch,

@@ -69,7 +69,7 @@ def train_command(
     patience: Optional[int] = typer.Option(None, "--patience", help="Validations without improvement before stopping [5]."),
     precision: Optional[str] = typer.Option(None, "--precision", help="bf16 or fp32 for the big dense products (loss, fusion, search) [bf16]."),
     names: Optional[str] = typer.Option(None, "--names", help="Name modality: none (the paper), recorded or recorded+iri [recorded+iri]."),
-    name_encoder: Optional[str] = typer.Option(None, "--name-encoder", help="char or sbert:PATH_OR_PACKAGE [char]."),
+    name_encoder: Optional[str] = typer.Option(None, "--name-encoder", help="char, sbert:PATH_OR_PACKAGE, or both: char+sbert (each its own modality) [char]."),
     names_file: Optional[Path] = typer.Option(None, "--names-file", help="Extra names: entity<TAB>name for either KG."),
     direct_weight: Optional[float] = typer.Option(None, "--direct-weight", help="Weight of the names' direct block beside the fused model (0: fusion only) [1]."),
     missing_image: Optional[str] = typer.Option(None, "--missing-image", help="neighbor_mean, random_per_entity or zeros."),

@@ -1,8 +1,10 @@
-"""The modality plug: how a modality turns workspace data into one N × D matrix.
+"""The modality plug: how a modality turns workspace data into N × D matrices.
 
 Rows follow the model's global id space (KG1 entities first, then KG2). A builder returns
-``None`` when no entity has the modality, so the model skips it (and the run summary says so)
-instead of fusing a column of fallbacks.
+one :class:`ModalityFeatures`, or a list when the user asked for several encodings of one
+modality (names by ``char+sbert``: each is fused as a modality of its own), or ``None`` when
+no entity has the modality, so the model skips it (and the run summary says so) instead of
+fusing a column of fallbacks.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class ModalityFeatures:
     Such a modality may also enter the output embedding directly (``ModelConfig.direct_weight``).
     """
 
-    name: str
+    name: str  # the modality, or ``modality:encoding`` when a builder gives several
     matrix: torch.Tensor
     present: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
@@ -53,8 +55,13 @@ class ModalityFeatures:
     def dim(self) -> int:
         return int(self.matrix.shape[1])
 
+    @property
+    def modality(self) -> str:
+        """The registered modality these features belong to (``name`` for ``name:char``)."""
+        return self.name.partition(":")[0]
 
-Builder = Callable[[FeatureContext], "ModalityFeatures | None"]
+
+Builder = Callable[[FeatureContext], "ModalityFeatures | list[ModalityFeatures] | None"]
 REGISTRY: dict[str, Builder] = {}
 
 

