@@ -25,6 +25,7 @@ from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
 from mmalign.features import REGISTERED_MODALITIES
 from mmalign.features.base import REGISTRY, FeatureContext, ModalityFeatures
+from mmalign.features.names import check_name_options
 from mmalign.graph import Graph, build_graph
 from mmalign.metrics import hits_mrr
 from mmalign.model.encoders import prepare_input
@@ -117,6 +118,7 @@ class TrainOptions:
             raise MMAlignError(f"unknown pseudo-pair pool {self.pseudo_pool!r} (choose all or test)")
         if self.pseudo_score not in ("cosine", "csls"):
             raise MMAlignError(f"unknown pseudo-pair score {self.pseudo_score!r} (choose cosine or csls)")
+        check_name_options(self.names, self.name_encoder)
         values = asdict(self)
         for key, value in VARIANT_DEFAULTS[self.variant].items():
             if key in values and values[key] is None:

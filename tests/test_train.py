@@ -100,7 +100,8 @@ def test_bad_seed_files_exit_2_with_one_line(workspace, tmp_path: Path, content:
 @pytest.mark.parametrize(
     "flag, value, message",
     [("--loss", "hinge", "unknown loss 'hinge'"), ("--pseudo-pool", "dev", "unknown pseudo-pair pool 'dev'"),
-     ("--pseudo-score", "l2", "unknown pseudo-pair score 'l2'")],
+     ("--pseudo-score", "l2", "unknown pseudo-pair score 'l2'"), ("--names", "all", "unknown names mode 'all'"),
+     ("--name-encoder", "char+foo", "unknown name encoder 'char+foo'")],
 )
 def test_unknown_choices_exit_2_before_a_run_folder_exists(workspace, flag: str, value: str, message: str) -> None:
     work, pair = workspace

@@ -162,6 +162,13 @@ def _check_mode(mode: str) -> None:
         raise MMAlignError(f"unknown names mode {mode!r}; choose one of {', '.join(NAME_MODES)}")
 
 
+def check_name_options(mode: str, encoder: str | None) -> None:
+    """Raise on a bad ``--names`` or ``--name-encoder`` value: called before a run folder exists."""
+    _check_mode(mode)
+    if mode != "none":
+        parse_encoders(encoder or "char")
+
+
 def resolve_names(
     entities: Sequence[str],
     recorded: Mapping[int, str],
