@@ -120,22 +120,22 @@ def raw_name_h1(work: Path, test: Path, encoder: str) -> float:
     pairs = read_pairs(test, workspace)
     n1 = len(workspace.kg1.entities)
     targets, target_of = np.unique(pairs[:, 1], return_inverse=True)
+    sides = [(rows_of(f.matrix, targets + n1), rows_of(f.matrix, pairs[:, 0])) for f in built]
     hits = 0
     for start in range(0, len(pairs), 1024):
-        stop = min(start + 1024, len(pairs))
-        scores = sum(_block_cosines(f.matrix, pairs[start:stop, 0], targets + n1) for f in built) / len(built)
-        gold = scores[torch.arange(stop - start), torch.from_numpy(target_of[start:stop])]
+        block_rows = np.arange(start, min(start + 1024, len(pairs)))
+        scores = sum(_block_cosines(candidates, rows_of(queries, block_rows)) for candidates, queries in sides) / len(sides)
+        gold = scores[torch.arange(len(block_rows)), torch.from_numpy(target_of[block_rows])]
         hits += int(((scores >= gold[:, None]).sum(1) == 1).sum())
     return hits / len(pairs)
 
 
-def _block_cosines(matrix, query_rows: np.ndarray, candidate_rows: np.ndarray):
-    """Cosines (queries × candidates) of rows of a unit-row matrix, dense or CSR."""
+def _block_cosines(candidates, block):
+    """Cosines (block rows × candidates) of unit rows, dense or CSR."""
     import torch
 
-    block = rows_of(matrix, query_rows)
     block = block.to_dense() if block.layout == torch.sparse_csr else block
-    return (rows_of(matrix, candidate_rows) @ block.T).T  # CSR @ dense stays fast; dense @ dense too
+    return (candidates @ block.T).T  # CSR @ dense stays fast; dense @ dense too
 
 
 def run_accuracy(args: argparse.Namespace) -> None:

@@ -25,7 +25,7 @@ from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
 from mmalign.features import REGISTERED_MODALITIES
 from mmalign.features.base import REGISTRY, FeatureContext, ModalityFeatures
-from mmalign.features.names import check_name_options
+from mmalign.features.names import name_encoders
 from mmalign.graph import Graph, build_graph
 from mmalign.metrics import hits_mrr
 from mmalign.model.encoders import prepare_input
@@ -118,7 +118,7 @@ class TrainOptions:
             raise MMAlignError(f"unknown pseudo-pair pool {self.pseudo_pool!r} (choose all or test)")
         if self.pseudo_score not in ("cosine", "csls"):
             raise MMAlignError(f"unknown pseudo-pair score {self.pseudo_score!r} (choose cosine or csls)")
-        check_name_options(self.names, self.name_encoder)
+        name_encoders(self.names, self.name_encoder)
         values = asdict(self)
         for key, value in VARIANT_DEFAULTS[self.variant].items():
             if key in values and values[key] is None:
@@ -555,7 +555,8 @@ def _finish(trainer: Trainer, epochs_run: int, seconds: float) -> TrainResult:
     atomic_save_tensors(run_dir / "embeddings.safetensors", {"kg1": embeddings[: trainer.n1], "kg2": embeddings[trainer.n1 :]})
     modalities = {f.name: {"dim": f.dim, "present_kg1": int(f.present[: trainer.n1].sum()),
                            "present_kg2": int(f.present[trainer.n1 :].sum()), **f.info} for f in trainer.features}
-    skipped = [m for m in options.modalities if m not in {f.modality for f in trainer.features}]
+    built = {f.modality for f in trainer.features}
+    skipped = [m for m in options.modalities if m not in built]
     summary = {
         "selected_epoch": trainer.best_epoch,
         "epochs_run": trainer.epoch,

@@ -162,11 +162,14 @@ def _check_mode(mode: str) -> None:
         raise MMAlignError(f"unknown names mode {mode!r}; choose one of {', '.join(NAME_MODES)}")
 
 
-def check_name_options(mode: str, encoder: str | None) -> None:
-    """Raise on a bad ``--names`` or ``--name-encoder`` value: called before a run folder exists."""
+def name_encoders(mode: str, spec: str | None) -> list[NameEncoder]:
+    """The encoders ``--names MODE --name-encoder SPEC`` asks for (none for ``none``).
+
+    Raises on a bad value of either; training calls it before a run folder exists, the
+    builder to know what to encode.
+    """
     _check_mode(mode)
-    if mode != "none":
-        parse_encoders(encoder or "char")
+    return [] if mode == "none" else parse_encoders(spec or "char")
 
 
 def resolve_names(
@@ -476,10 +479,9 @@ def build(ctx: FeatureContext) -> list[ModalityFeatures] | None:
     """
     options = ctx.options
     mode = options.get("names") or "none"
-    _check_mode(mode)
-    if mode == "none":
+    encoders = name_encoders(mode, options.get("name_encoder"))
+    if not encoders:
         return None
-    encoders = parse_encoders(options.get("name_encoder") or "char")
     workspace = ctx.workspace
     extra = None
     common: dict[str, Any] = {"mode": mode}
