@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,16 @@ def test_resume_continues_to_the_same_result(workspace) -> None:
     a = load_file(str(full.run_dir / "embeddings.safetensors"))
     b = load_file(str(resumed.run_dir / "embeddings.safetensors"))
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in ("kg1", "kg2"))
+
+
+def test_runs_saved_before_an_option_existed_resume_as_they_trained() -> None:
+    """Older config.json files lack pseudo_refresh and direct_dim; they accumulated pairs and tied the width to dim."""
+    from mmalign.train import saved_options
+
+    old = saved_options({"dim": 300, "loss": "infonce", "not_an_option_any_more": 1})
+    assert (old.pseudo_refresh, old.direct_dim, old.dim, old.loss) == (False, 300, 300, "infonce")
+    new = saved_options(asdict(TrainOptions()))
+    assert new == TrainOptions()
 
 
 def test_seed_and_test_overlap_is_an_error(workspace, tmp_path: Path) -> None:

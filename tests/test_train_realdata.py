@@ -1,7 +1,7 @@
 """A short real training on DBP15K zh_en (skipped without ../shared/data).
 
-Five epochs of the default model, structure only, no pseudo-pairs: enough to show that the whole
-path (ingest, relation bags, sparse RREA, InfoNCE, CSLS evaluation) learns on real data. The
+Ten epochs of the default model, structure only, no pseudo-pairs: enough to show that the whole
+path (ingest, relation bags, sparse RREA, the hard-sample loss, CSLS evaluation) learns on real data. The
 threshold is stated in the test; a full run reaches far more (README, benchmarks/train_dbp15k.py).
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 from mmalign.ingest import ingest
 from mmalign.train import TrainOptions, train
 
-MIN_TEST_H1_AFTER_5_EPOCHS = 0.30  # measured 0.367 (seed 2023); chance is 1/10,500
+MIN_TEST_H1_AFTER_10_EPOCHS = 0.27  # measured 0.324 (seed 2023); chance is 1/10,500
 
 
-def test_zh_en_learns_in_five_epochs(shared_data: Path, tmp_path: Path) -> None:
+def test_zh_en_learns_in_ten_epochs(shared_data: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
     ingest([shared_data / "dbp15k" / "zh_en"], work)
     links = (work / "links.tsv").read_text(encoding="utf-8").splitlines()
@@ -26,7 +26,7 @@ def test_zh_en_learns_in_five_epochs(shared_data: Path, tmp_path: Path) -> None:
     seeds, test = tmp_path / "seeds.tsv", tmp_path / "test.tsv"
     seeds.write_text("".join(links[i] + "\n" for i in order[:cut]), encoding="utf-8")
     test.write_text("".join(links[i] + "\n" for i in order[cut:]), encoding="utf-8")
-    options = TrainOptions(names="none", epochs=5, eval_every=5, min_epochs=0, iterative=False)
+    options = TrainOptions(names="none", epochs=10, eval_every=10, min_epochs=0, iterative=False)
     result = train(work, seeds, options, test=test)
     assert result.test["count"] == len(links) - cut
-    assert result.test["hits@1"] >= MIN_TEST_H1_AFTER_5_EPOCHS, result.test
+    assert result.test["hits@1"] >= MIN_TEST_H1_AFTER_10_EPOCHS, result.test

@@ -50,6 +50,13 @@ class ModalityEncoder(nn.Module):
         return multiply(features, self.weight) + self.bias
 
 
+def dense(features: "torch.Tensor | SparseInput") -> torch.Tensor:
+    """The features as a dense matrix (for narrow inputs only: N × columns floats)."""
+    if isinstance(features, SparseInput):
+        return features.pattern.matrix(features.values).to_dense()
+    return features.to_dense() if features.layout == torch.sparse_csr else features
+
+
 def multiply(features: "torch.Tensor | SparseInput", weight: torch.Tensor) -> torch.Tensor:
     """``features @ weight`` for a dense, CSR or prepared sparse input (sparse stays sparse)."""
     if isinstance(features, SparseInput):

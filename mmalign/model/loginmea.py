@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.functional import normalize
 
 from mmalign.graph import Graph
-from mmalign.model.encoders import ModalityEncoder, multiply
+from mmalign.model.encoders import ModalityEncoder, dense, multiply
 from mmalign.model.fusion import AdaptiveWeights, ConcatFusion, EarlyConcat, LowRankFusion, weighted_sum
 from mmalign.model.rrea import GraphStack, relation_set_vectors
 from mmalign.model.sparse import spmm
@@ -41,6 +41,10 @@ class ModelConfig:
     # aggregated blocks: cosine of the output = (cos_model + w² cos_direct) / (1 + w²) with
     # w = direct_weight. 0: no direct block (fusion only, as for every other modality).
     direct_weight: float = 1.0
+    # Width of a direct block: wider inputs are projected to it. Its own setting, not ``dim``:
+    # the projection's cosine error grows as 1/sqrt(width), and the block is fixed, so its
+    # width costs nothing to train.
+    direct_dim: int = 300
 
     @classmethod
     def paper(cls) -> "ModelConfig":
@@ -66,10 +70,10 @@ class LoginMEA(nn.Module):
         # Built from its own generator, so it is the same in every run and never checkpointed.
         generator = torch.Generator().manual_seed(0)
         self._direct_units: tuple[tuple, list[torch.Tensor]] | None = None  # see direct_units
-        self.direct_width = sum(min(modality_dims[m], c.dim) for m in self.direct)  # output columns
+        self.direct_width = sum(min(modality_dims[m], c.direct_dim) for m in self.direct)  # output columns
         for m in self.direct:
-            if modality_dims[m] > c.dim:
-                projection = torch.randn(modality_dims[m], c.dim, generator=generator) / math.sqrt(c.dim)
+            if modality_dims[m] > c.direct_dim:
+                projection = torch.randn(modality_dims[m], c.direct_dim, generator=generator) / math.sqrt(c.direct_dim)
                 self.register_buffer(f"direct_projection_{m}", projection, persistent=False)
         self.encoders = nn.ModuleList(ModalityEncoder(d, c.modal_dim) for d in modality_dims)
         if c.graph_layer == "rrea":  # GAT layers use no relation information
@@ -182,7 +186,7 @@ class LoginMEA(nn.Module):
             units = []
             for m, x in zip(self.direct, inputs):
                 projection = getattr(self, f"direct_projection_{m}", None)
-                projected = multiply(x, projection) if projection is not None else x
+                projected = multiply(x, projection) if projection is not None else dense(x)
                 units.append(normalize(projected.float(), dim=1))
             self._direct_units = (inputs, units)
         return self._direct_units[1]

@@ -31,7 +31,8 @@ class RREALayer(nn.Module):
         nn.init.xavier_uniform_(self.attention)
 
     def forward(self, x: torch.Tensor, graph: Graph, set_vectors: torch.Tensor) -> torch.Tensor:
-        scores = (set_vectors @ self.attention).squeeze(1)[graph.edge_set]
+        # index_select: plain indexing's backward sums repeated indices in a thread-dependent order.
+        scores = (set_vectors @ self.attention).squeeze(1).index_select(0, graph.edge_set)
         beta = segment_softmax(scores, graph.rows, graph.n_entities)
         projection = sddmm(graph.col_set, x, set_vectors)  # u_ij · x_j
         mixed = spmm(graph.adjacency, beta, x)
@@ -60,7 +61,7 @@ class GATLayer(nn.Module):
             wx = x * self.weight[head]
             left = wx @ self.attention[head, :dim]
             right = wx @ self.attention[head, dim:]
-            scores = -torch.nn.functional.leaky_relu(left[pattern.rows] + right[pattern.cols], 0.2)
+            scores = -torch.nn.functional.leaky_relu(left.index_select(0, pattern.rows) + right.index_select(0, pattern.cols), 0.2)
             weights = segment_softmax(scores, pattern.rows, graph.n_entities)
             outputs.append(spmm(pattern, weights, wx))
         return torch.stack(outputs).mean(0)

@@ -124,4 +124,6 @@ def segment_softmax(scores: torch.Tensor, segments: torch.Tensor, n_segments: in
     shift = shift.scatter_reduce(0, segments, scores.detach(), reduce="amax", include_self=True)
     exp = torch.exp(scores - shift[segments])
     total = torch.zeros(n_segments, dtype=scores.dtype, device=scores.device).index_add(0, segments, exp)
-    return exp / total[segments]
+    # index_select, not total[segments]: the indexing's backward (an accumulating index_put)
+    # sums in a thread-dependent order on the CPU, which broke run-to-run determinism.
+    return exp / total.index_select(0, segments)

@@ -11,7 +11,7 @@ import torch
 from mmalign.graph import build_graph
 from mmalign.model.fusion import AdaptiveWeights, LowRankFusion
 from mmalign.model.loginmea import LoginMEA, ModelConfig
-from mmalign.model.loss import icl, infonce, infonce_sym
+from mmalign.model.loss import icl, infonce, infonce_sym, nhs
 from mmalign.model.rrea import RREALayer, relation_set_vectors
 from mmalign.model.sparse import SparsePattern, sddmm, segment_softmax, spmm
 
@@ -87,6 +87,33 @@ def test_rrea_reflection_is_orthogonal_and_matches_edge_loop() -> None:
     assert torch.all(out[5] == 0)  # isolated rows get tanh(0)
 
 
+def test_rrea_gradients_repeat_bit_for_bit_with_several_threads() -> None:
+    """Indexing with repeated indices sums its gradient in a thread-dependent order; the layer must not."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(0)
+        n, n_edges, n_rel = 20_000, 200_000, 50
+        triples = np.stack([torch.randint(0, n, (n_edges,), generator=g).numpy(),
+                            torch.randint(0, n_rel, (n_edges,), generator=g).numpy(),
+                            torch.randint(0, n, (n_edges,), generator=g).numpy()], 1)
+        graph = build_graph(triples, n, n_rel)
+        layer = RREALayer(16)
+        table, x = torch.randn(2 * n_rel, 16, generator=g), torch.randn(n, 16, generator=g)
+
+        def gradients() -> list[torch.Tensor]:
+            t, xx = table.clone().requires_grad_(), x.clone().requires_grad_()
+            layer.zero_grad()
+            (layer(xx, graph, relation_set_vectors(graph, t)) ** 2).sum().backward()
+            return [t.grad, xx.grad, layer.attention.grad.clone()]
+
+        first = gradients()
+        for _ in range(3):
+            assert all(torch.equal(a, b) for a, b in zip(first, gradients()))
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("n_modalities", [1, 2, 3])
 def test_low_rank_fusion_equals_explicit_tensor_fusion(n_modalities: int) -> None:
     torch.manual_seed(0)
@@ -118,7 +145,7 @@ def test_adaptive_weights_are_a_distribution_per_entity() -> None:
     assert weights.shape == (6, 3) and torch.allclose(weights.sum(1), torch.ones(6))
 
 
-@pytest.mark.parametrize("loss", [infonce, infonce_sym, icl])
+@pytest.mark.parametrize("loss", [infonce, infonce_sym, icl, nhs])
 def test_loss_gradient_pulls_pairs_together(loss) -> None:
     torch.manual_seed(0)
     left = torch.randn(8, 5, requires_grad=True)
@@ -128,6 +155,24 @@ def test_loss_gradient_pulls_pairs_together(loss) -> None:
     stepped = (left - 0.5 * left.grad).detach()
     assert loss(stepped, right) < value
     assert loss(right.clone(), right) < value  # aligned embeddings score better
+
+
+def test_hard_sample_loss_matches_its_autograd_definition() -> None:
+    """Dual-AMN's loss written plainly: standardised differences to the positive, held constant."""
+    torch.manual_seed(0)
+    left = torch.randn(30, 6, dtype=torch.float64, requires_grad=True)
+    right = torch.randn(30, 6, dtype=torch.float64, requires_grad=True)
+    sims = torch.nn.functional.normalize(left, dim=1) @ torch.nn.functional.normalize(right, dim=1).T
+    pos, eye = sims.diagonal(), torch.eye(30, dtype=torch.bool)
+    expected = 0.0
+    for diff in (sims - pos[:, None], (sims - pos[None, :]).T):  # left anchors, then right anchors
+        mean, std = diff.mean(1, keepdim=True).detach(), diff.std(1, keepdim=True).detach()
+        expected = expected + torch.logsumexp(((diff - mean) / std * 30).masked_fill(eye, float("-inf")), 1).mean()
+    got = nhs(left, right)
+    assert torch.allclose(got, expected)
+    for a, b in zip(torch.autograd.grad(got, (left, right)), torch.autograd.grad(expected, (left, right))):
+        assert torch.allclose(a, b, atol=1e-9)
+
 
 
 @pytest.mark.parametrize(
@@ -216,14 +261,14 @@ def test_direct_block_projects_wide_sparse_inputs_with_a_fixed_matrix() -> None:
     torch.manual_seed(0)
     graph = _tiny_graph()
     features = [torch.randn(6, 7), (torch.rand(6, 64) > 0.8).float().to_sparse_csr()]
-    config = ModelConfig(dim=8, modal_dim=8, rank=2)
+    config = ModelConfig(dim=8, modal_dim=8, rank=2, direct_dim=10)  # the block's width is its own
     first = LoginMEA(config, [7, 64], n_entities=6, n_relations=3, direct=[1])
     torch.manual_seed(1)  # a different model seed must not change the fixed projection
     second = LoginMEA(config, [7, 64], n_entities=6, n_relations=3, direct=[1])
     assert torch.equal(first.direct_projection_1, second.direct_projection_1)
-    assert first.direct_projection_1.shape == (64, 8)
+    assert first.direct_projection_1.shape == (64, 10)
     assert "direct_projection_1" not in first.state_dict()
-    assert first.forward_blocks(features, graph)[-1].shape == (6, 8)
+    assert first.forward_blocks(features, graph)[-1].shape == (6, 10)
     off = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=0.0), [7, 64], 6, 3, direct=[1])
     assert len(off.forward_blocks(features, graph)) == len(first.forward_blocks(features, graph)) - 1
 
@@ -232,8 +277,8 @@ def test_reweighting_the_direct_block_equals_training_with_that_weight() -> None
     torch.manual_seed(0)
     graph = _tiny_graph()
     features = [torch.randn(6, 7), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
-    trained = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=1.0), [7, 64], 6, 3, direct=[1])
-    other = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=0.5), [7, 64], 6, 3, direct=[1])
+    trained = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=1.0, direct_dim=8), [7, 64], 6, 3, direct=[1])
+    other = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=0.5, direct_dim=8), [7, 64], 6, 3, direct=[1])
     other.load_state_dict(trained.state_dict())
     unit = torch.nn.functional.normalize(trained(features, graph), dim=1)
     expected = torch.nn.functional.normalize(other(features, graph), dim=1)
@@ -242,11 +287,20 @@ def test_reweighting_the_direct_block_equals_training_with_that_weight() -> None
     assert torch.allclose(trained.reweight_direct(unit, 1.0), unit, atol=1e-6)
 
 
+def test_direct_block_keeps_inputs_narrower_than_its_width_as_they_are() -> None:
+    graph = _tiny_graph()
+    features = [torch.randn(6, 7), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
+    model = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2), [7, 64], 6, 3, direct=[1])  # direct_dim 300
+    assert model.direct_width == 64 and not hasattr(model, "direct_projection_1")
+    expected = torch.nn.functional.normalize(features[1].to_dense(), dim=1)
+    assert torch.allclose(model.direct_units(features)[0], expected)
+
+
 def test_direct_units_are_computed_once_per_input_and_redone_for_new_inputs() -> None:
     torch.manual_seed(0)
     graph = _tiny_graph()
     first = [torch.randn(6, 7), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
-    model = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2), [7, 64], 6, 3, direct=[1])
+    model = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_dim=8), [7, 64], 6, 3, direct=[1])
     units = model.direct_units(first)
     assert model.direct_units(first)[0] is units[0]  # same inputs: served from the cache
     second = [first[0], (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
