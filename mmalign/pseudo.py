@@ -26,11 +26,13 @@ def csls_radii(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int, dt
     col_top = torch.full((min(k, len(left)), right_t.shape[1]), float("-inf"))
     for start, scores in _blocks(left, right_t, block, dtype):
         r_left[start : start + len(scores)] = scores.topk(min(k, scores.shape[1]), dim=1).values.mean(1)
-        col_top = torch.cat([col_top, scores]).topk(len(col_top), dim=0).values
+        # Merge the block's own column top-k, not the block: a k-row buffer instead of a copy.
+        block_top = scores.topk(min(k, len(scores)), dim=0).values
+        col_top = torch.cat([col_top, block_top]).topk(len(col_top), dim=0).values
     return r_left, col_top.mean(0)
 
 
-def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 2048, precision: str = "bf16",
+def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024, precision: str = "bf16",
                    csls_k: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Index pairs ``(i, j)`` where ``j`` is i's nearest right row and ``i`` is j's nearest left row.
 
@@ -44,9 +46,11 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 2048
     col_arg = torch.zeros(len(right), dtype=torch.int64)
     for start, scores in _blocks(left, right_t, block, dtype):
         # CSLS drops the term constant along each search: r_R for a column, r_L for a row.
+        # The column keys overwrite the block in place: one block-sized buffer less at the peak.
         row_keys = scores if r_right is None else 2 * scores - r_right
-        col_keys = scores if r_left is None else 2 * scores - r_left[start : start + len(scores), None]
         best_right[start : start + len(scores)] = row_keys.argmax(1)
+        del row_keys
+        col_keys = scores if r_left is None else scores.mul_(2).sub_(r_left[start : start + len(scores), None])
         values, rows = col_keys.max(0)
         better = values > col_best  # strict: an earlier block keeps ties
         col_best = torch.where(better, values, col_best)
