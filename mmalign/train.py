@@ -392,7 +392,8 @@ class Trainer:
         if epoch % o.il_window == 0 and self.candidates:
             added = np.asarray(sorted(self.candidates), dtype=np.int64)
             self.pseudo = added if o.pseudo_refresh else np.concatenate([self.pseudo, added])
-            self.reporter.info(f"epoch {epoch}: added {len(added):,} pseudo pairs ({len(self.pseudo):,} in all)")
+            verb = "now" if o.pseudo_refresh else "added"
+            self.reporter.info(f"epoch {epoch}: {verb} {len(added):,} pseudo pairs ({len(self.pseudo):,} in all)")
             self.candidates = set()
 
     # -- checkpoints -------------------------------------------------------------------

@@ -176,6 +176,34 @@ def test_max_pairs_keeps_every_seed_and_samples_pseudo_pairs(workspace) -> None:
     assert sum(seen) == len(splits.train) + 3
 
 
+@pytest.mark.parametrize("refresh", [True, False])
+def test_pseudo_pairs_refresh_replaces_and_accumulate_keeps(workspace, refresh: bool) -> None:
+    """Refresh: a window's mutual pairs replace the last window's, so a stale wrong pair leaves."""
+    import torch
+
+    from mmalign.report import SILENT
+    from mmalign.train import Trainer, make_splits
+    from mmalign.workspace import Workspace
+
+    work, pair = workspace
+    ws = Workspace.open(work)
+    options = TrainOptions(**SMALL, pseudo_refresh=refresh).resolved()
+    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
+    trainer = Trainer(ws, splits, options, work / "scratch", SILENT)
+    n1, n2 = trainer.n1, trainer.n_entities - trainer.n1
+    free = sorted(set(range(min(n1, n2))) - set(splits.train[:, 0]) - set(splits.train[:, 1] - n1))
+    stale = (free[0], free[1] + n1)  # a wrong pair kept from an earlier window
+    trainer.pseudo = np.array([stale], dtype=np.int64)
+    embeddings = torch.nn.functional.normalize(torch.randn(trainer.n_entities, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    embeddings[n1 : n1 + min(n1, n2)] = embeddings[: min(n1, n2)]  # KG1 entity i matches KG2 entity i
+    for trainer.epoch in (24, 29):  # the two checks of the window that ends at epoch 30
+        trainer.update_pseudo_pairs(embeddings)
+    pairs = {tuple(p) for p in trainer.pseudo.tolist()}
+    assert (stale in pairs) is not refresh
+    assert ((free[0], free[0] + n1) in pairs) is refresh  # the stale pair's KG1 entity is searched again
+    assert {(i, i + n1) for i in free[2:]} <= pairs
+
+
 def test_pseudo_pool_test_searches_only_test_entities(workspace) -> None:
     work, pair = workspace
     with pytest.raises(MMAlignError, match="needs --test"):

@@ -38,8 +38,6 @@ def icl(left: torch.Tensor, right: torch.Tensor, tau: float = 0.1) -> torch.Tens
     return 0.5 * (forward + backward)
 
 
-
-
 class _HardSample(torch.autograd.Function):
     """Dual-AMN's normalised hard-sample loss over one chunk, gradient formed in the forward.
 
@@ -92,4 +90,3 @@ def nhs(left: torch.Tensor, right: torch.Tensor, tau: float = 0.1, scale: float 
 
 
 LOSSES = {"nhs": nhs, "infonce": infonce, "infonce_sym": infonce_sym, "icl": icl}
-
