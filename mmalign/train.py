@@ -391,9 +391,12 @@ class Trainer:
         self.candidates = found if window_start or not self.candidates else self.candidates & found
         if epoch % o.il_window == 0 and self.candidates:
             added = np.asarray(sorted(self.candidates), dtype=np.int64)
-            self.pseudo = added if o.pseudo_refresh else np.concatenate([self.pseudo, added])
-            verb = "now" if o.pseudo_refresh else "added"
-            self.reporter.info(f"epoch {epoch}: {verb} {len(added):,} pseudo pairs ({len(self.pseudo):,} in all)")
+            if o.pseudo_refresh:
+                self.pseudo = added
+                self.reporter.info(f"epoch {epoch}: {len(added):,} pseudo pairs replace the last window's")
+            else:
+                self.pseudo = np.concatenate([self.pseudo, added])
+                self.reporter.info(f"epoch {epoch}: added {len(added):,} pseudo pairs ({len(self.pseudo):,} in all)")
             self.candidates = set()
 
     # -- checkpoints -------------------------------------------------------------------
