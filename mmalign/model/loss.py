@@ -56,7 +56,7 @@ class _HardSample(torch.autograd.Function):
         grad = None
         total = sims.new_zeros(())
         for dim in (1, 0):
-            std, mean = torch.std_mean(sims, dim, keepdim=True)
+            std, mean = _std_mean(sims, dim)
             factor = scale / std.clamp_min(1e-6)
             top = sims.amax(dim, keepdim=True)
             # z − max z = (S − max S)·factor: the mean only shifts the logsumexp. exp is several
@@ -65,10 +65,11 @@ class _HardSample(torch.autograd.Function):
             weights.diagonal().zero_()  # the positive is not its own negative
             sums = weights.sum(dim, keepdim=True)
             total += (sums.log() + (top - mean) * factor).sum() / n
-            weights.mul_(factor / sums)
+            # 1/n (the mean over anchors) folded in here: one pass over B × B less.
+            weights.mul_(factor / (sums * n))
             grad = weights if grad is None else grad.add_(weights)
-            grad.diagonal().sub_(factor.flatten())
-        ctx.save_for_backward(left, right, (grad / n).to(left.dtype))
+            grad.diagonal().sub_(factor.flatten() / n)
+        ctx.save_for_backward(left, right, grad.to(left.dtype))
         return total
 
     @staticmethod
@@ -76,6 +77,19 @@ class _HardSample(torch.autograd.Function):
         left, right, grad = ctx.saved_tensors
         grad = grad * grad_output.to(grad.dtype)
         return grad @ right, grad.T @ left, None
+
+
+def _std_mean(sims: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample std and mean along ``dim`` from the sum and the sum of squares.
+
+    ``torch.std_mean`` takes ~35 ms on a 3,500² block on this CPU against ~3-12 ms here, a
+    third of the loss's forward; cosines are bounded, so the one-pass formula loses nothing
+    that matters in float32. Column sums of squares use ``square().sum``: a strided norm is slower.
+    """
+    n = sims.shape[dim]
+    mean = sims.mean(dim, keepdim=True)
+    squares = torch.linalg.vector_norm(sims, dim=1, keepdim=True).square_() if dim == 1 else sims.square().sum(0, keepdim=True)
+    return ((squares - n * mean.square()) / (n - 1)).clamp_min_(0.0).sqrt_(), mean
 
 
 def nhs(left: torch.Tensor, right: torch.Tensor, tau: float = 0.1, scale: float = 30.0) -> torch.Tensor:
