@@ -211,13 +211,20 @@ def test_mutual_nearest_matches_brute_force() -> None:
     assert list(zip(rows.tolist(), cols.tolist())) == expected and expected
 
 
-def test_mutual_nearest_under_csls_matches_brute_force() -> None:
-    from mmalign.pseudo import mutual_nearest
+@pytest.mark.parametrize("candidates", [3, 8, 100])
+def test_mutual_nearest_under_csls_matches_brute_force(candidates: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact whether the best is among the kept candidates (100: all) or needs the full re-search (3: often)."""
+    from mmalign import pseudo
 
+    refined: list[int] = []
+    full_search = pseudo._best_exact
+    monkeypatch.setattr(pseudo, "_best_exact", lambda queries, *rest: refined.append(len(queries)) or full_search(queries, *rest))
+    mutual_nearest = pseudo.mutual_nearest
     torch.manual_seed(0)
     left = torch.nn.functional.normalize(torch.randn(50, 8), dim=1)
     right = torch.nn.functional.normalize(torch.randn(40, 8), dim=1)
-    rows, cols = mutual_nearest(left, right, block=7, precision="fp32", csls_k=3)
+    rows, cols = mutual_nearest(left, right, block=7, precision="fp32", csls_k=3, candidates=candidates)
+    assert bool(refined) == (candidates < 40)
     cos = left @ right.T
     csls = 2 * cos - cos.topk(3, dim=1).values.mean(1)[:, None] - cos.topk(3, dim=0).values.mean(0)[None, :]
     best_right, best_left = csls.argmax(1), csls.argmax(0)
