@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 import mmalign
+from mmalign.allocator import release_freed_memory
 from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
 from mmalign.features import REGISTERED_MODALITIES
@@ -451,6 +452,8 @@ class Trainer:
                 epoch = self.epoch + 1
                 evaluate = epoch % o.eval_every == 0 or epoch == o.epochs
                 needs_embeddings = evaluate or (o.iterative and self.epoch >= o.il_start and epoch % o.il_check == 0)
+                if needs_embeddings:
+                    release_freed_memory()  # the search and the ranking do not stack on the steps' fragments
                 embeddings = self.embeddings() if needs_embeddings else None
                 if embeddings is not None:
                     self.update_pseudo_pairs(embeddings)
@@ -470,6 +473,9 @@ class Trainer:
                     else:
                         self.bad_evals += 1
                     self.save_checkpoint()
+                if needs_embeddings:
+                    del embeddings
+                    release_freed_memory()  # nor the next steps on theirs
                 task.advance(1, loss=round(loss, 4), valid_h1=last_h1, pseudo=len(self.pseudo))
                 if evaluate and self.bad_evals >= o.patience and epoch >= o.min_epochs:
                     self.reporter.info(f"early stop at epoch {epoch}: validation H@1/MRR not better for {o.patience} evaluations")
@@ -569,6 +575,7 @@ def _read_split_files(run_dir: Path, workspace: Workspace) -> Splits:
 def _finish(trainer: Trainer, epochs_run: int, seconds: float) -> TrainResult:
     """Load the best validation model, write embeddings, test metrics and summary.json."""
     run_dir, options = trainer.run_dir, trainer.options
+    release_freed_memory()
     best = run_dir / "best.safetensors"
     if best.is_file():
         trainer.model.load_state_dict(load_file(str(best)))

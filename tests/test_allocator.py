@@ -16,3 +16,21 @@ def test_keep_freed_memory_applies_on_glibc_and_allocation_still_works() -> None
         block = torch.ones(4096, 4096)
         assert float(block.sum()) == 4096 * 4096
         del block
+
+
+def test_release_freed_memory_hands_pages_back_on_glibc() -> None:
+    from mmalign.allocator import release_freed_memory
+
+    keep_freed_memory()
+    block = torch.ones(8192, 8192)  # 256 MB from the heap, kept after the free
+    del block
+    glibc = platform.libc_ver()[0] == "glibc"
+    before = _rss_kb() if glibc else 0
+    assert release_freed_memory() == glibc
+    if glibc:
+        assert _rss_kb() < before - 100_000
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))

@@ -55,8 +55,11 @@ class _HardSample(torch.autograd.Function):
         n = len(sims)
         grad = None
         total = sims.new_zeros(())
+        # Both directions' statistics first: the column pass's B × B temporary is gone before
+        # the weights exist (one block-sized buffer less at the loss's peak).
+        stats = {dim: _std_mean(sims, dim) for dim in (1, 0)}
         for dim in (1, 0):
-            std, mean = _std_mean(sims, dim)
+            std, mean = stats[dim]
             factor = scale / std.clamp_min(1e-6)
             top = sims.amax(dim, keepdim=True)
             # z − max z = (S − max S)·factor: the mean only shifts the logsumexp. exp is several
