@@ -22,7 +22,10 @@ _M_MMAP_MAX = -4
 
 
 def _glibc_function(name: str) -> Callable[..., int] | None:
-    """``name`` from the C library when it is glibc's, else None (musl, macOS, Windows)."""
+    """``name`` from the C library, or None where there is none or it lacks ``name``.
+
+    ``mallopt`` and ``malloc_trim`` are glibc's: musl, macOS and Windows give None.
+    """
     library = ctypes.util.find_library("c")
     if library is None:
         return None

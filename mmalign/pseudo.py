@@ -51,9 +51,9 @@ def _best_candidates(values: torch.Tensor, index: torch.Tensor, radii: torch.Ten
     return lowest, best.flatten()
 
 
-def _best_exact(queries: torch.Tensor, others_t: torch.Tensor, radii: torch.Tensor | None, block: int,
+def _best_exact(queries: torch.Tensor, others: torch.Tensor, radii: torch.Tensor, block: int,
                 dtype: torch.dtype) -> torch.Tensor:
-    """Each query's best column of ``queries @ others_t`` by CSLS key, ties to the lower index.
+    """Each query's best row of ``others`` by CSLS key ``2 s − r``, ties to the lower index.
 
     The queries are zero-padded to whole blocks: how many need this varies from search to
     search, and block-sized buffers of varying sizes fragment the heap that the training
@@ -62,9 +62,8 @@ def _best_exact(queries: torch.Tensor, others_t: torch.Tensor, radii: torch.Tens
     padded = queries.new_zeros(-(-len(queries) // block) * block, queries.shape[1])
     padded[: len(queries)] = queries
     best = torch.empty(len(padded), dtype=torch.int64)
-    for start, scores in _blocks(padded, others_t, block, dtype):
-        keys = scores if radii is None else scores.mul_(2).sub_(radii)
-        best[start : start + len(scores)] = keys.argmax(1)
+    for start, scores in _blocks(padded, others.to(dtype).T.contiguous(), block, dtype):
+        best[start : start + len(scores)] = scores.mul_(2).sub_(radii).argmax(1)
     return best[: len(queries)]
 
 
@@ -81,9 +80,8 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024
     A second full pass, as a plain two-pass CSLS search takes, costs as much as the first.
     """
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    left_t, right_t = left.to(dtype).T.contiguous(), right.to(dtype).T.contiguous()
     m = max(candidates, csls_k) if csls_k else 1  # plain cosine: the best is the top-1
-    row_values, row_index, col_values, col_index = top_k_both(left, right_t, m, block, dtype)
+    row_values, row_index, col_values, col_index = top_k_both(left, right.to(dtype).T.contiguous(), m, block, dtype)
     r_left = r_right = None
     if csls_k:
         r_left, r_right = row_values[:, :csls_k].mean(1), col_values[:, :csls_k].mean(1)
@@ -91,11 +89,11 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024
     best_left, col_key = _best_candidates(col_values, col_index, r_left)
     if csls_k:
         # Outside the kept ones, a column's key is at most 2 s_(m) − min r: refine where not beaten.
-        for best, key, values, radii, queries, others_t in ((best_right, row_key, row_values, r_right, left, right_t),
-                                                            (best_left, col_key, col_values, r_left, right, left_t)):
+        for best, key, values, radii, queries, others in ((best_right, row_key, row_values, r_right, left, right),
+                                                          (best_left, col_key, col_values, r_left, right, left)):
             unsure = torch.nonzero(key <= 2 * values[:, -1] - radii.min()).flatten()
             if len(unsure):
-                best[unsure] = _best_exact(queries[unsure], others_t, radii, block, dtype)
+                best[unsure] = _best_exact(queries[unsure], others, radii, block, dtype)
     mutual = best_left[best_right] == torch.arange(len(left))
     left_idx = torch.nonzero(mutual).flatten()
     return left_idx, best_right[left_idx]
