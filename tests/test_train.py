@@ -151,14 +151,14 @@ def test_dropout_is_seeded_and_changes_training(workspace) -> None:
     assert not np.allclose(a, c)
 
 
-def test_max_pairs_keeps_every_seed_and_samples_pseudo_pairs(workspace) -> None:
+def test_pair_caps_keep_every_seed_and_sample_pseudo_pairs(workspace) -> None:
     from mmalign.train import Trainer, make_splits
     from mmalign.report import SILENT
     from mmalign.workspace import Workspace
 
     work, pair = workspace
     ws = Workspace.open(work)
-    options = TrainOptions(**dict(SMALL, max_pairs=0)).resolved()
+    options = TrainOptions(**dict(SMALL, max_pairs=0, pseudo_per_seed=0)).resolved()
     splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
     trainer = Trainer(ws, splits, options, work / "scratch", SILENT)
     n1 = trainer.n1
@@ -174,6 +174,15 @@ def test_max_pairs_keeps_every_seed_and_samples_pseudo_pairs(workspace) -> None:
     trainer.options.max_pairs = len(splits.train) + 3
     trainer.step()
     assert sum(seen) == len(splits.train) + 3
+    seen.clear()
+    trainer.options.max_pairs, trainer.options.pseudo_per_seed = 0, 0.5
+    assert len(trainer.pseudo) > len(splits.train) // 2  # the ratio caps, not the supply
+    trainer.step()
+    assert sum(seen) == len(splits.train) + len(splits.train) // 2
+    seen.clear()
+    trainer.options.max_pairs = len(splits.train) + 1  # the tighter cap wins
+    trainer.step()
+    assert sum(seen) == len(splits.train) + 1
 
 
 @pytest.mark.parametrize("refresh", [True, False])

@@ -51,6 +51,7 @@ def train_command(
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [5e-3]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pairs per loss chunk (in-batch negatives) [3500]."),
     max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Pairs per epoch's loss: every seed plus sampled pseudo pairs (0: all) [0]."),
+    pseudo_per_seed: Optional[float] = typer.Option(None, "--pseudo-per-seed", help="Pseudo pairs sampled into an epoch's loss per seed pair (0: all) [0]."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout on the embeddings entering the loss [0]."),
     loss: Optional[str] = typer.Option(None, "--loss", help="nhs (Dual-AMN's normalised hard samples), infonce (paper), infonce_sym (both directions) or icl (ablation) [nhs]."),
     fusion: Optional[str] = typer.Option(None, "--fusion", help="lmf, weighted_sum (w/o low-rank) or concat."),
@@ -89,7 +90,7 @@ def train_command(
     values: dict[str, Any] = _load_config(config) if config else {}
     given = {
         "valid_fraction": valid_fraction, "epochs": epochs, "seed": seed, "variant": variant, "lr": lr,
-        "batch_size": batch_size, "max_pairs": max_pairs, "dropout": dropout, "loss": loss, "fusion": fusion, "adaptive_weights": adaptive_weights,
+        "batch_size": batch_size, "max_pairs": max_pairs, "pseudo_per_seed": pseudo_per_seed, "dropout": dropout, "loss": loss, "fusion": fusion, "adaptive_weights": adaptive_weights,
         "modality_score": modality_score, "graph_layer": graph_layer, "paradigm": paradigm, "rank": rank,
         "dim": dim, "modal_dim": modal_dim, "pseudo_refresh": pseudo_refresh, "iterative": iterative, "pseudo_pool": pseudo_pool, "pseudo_score": pseudo_score, "eval_every": eval_every, "patience": patience, "precision": precision,
         "names": names, "name_encoder": name_encoder, "direct_weight": direct_weight, "missing_image": missing_image,

@@ -64,7 +64,10 @@ class _HardSample(torch.autograd.Function):
             top = sims.amax(dim, keepdim=True)
             # z − max z = (S − max S)·factor: the mean only shifts the logsumexp. exp is several
             # times slower on far-negative inputs here, and below e^-80 a weight is zero anyway.
-            weights = (sims - top).mul_(factor).clamp_min_(-80.0).exp_()
+            # The last direction overwrites the similarities, which nothing needs after it:
+            # two B × B buffers at the peak instead of three (196 MB less at B = 7,000).
+            weights = sims.sub_(top) if dim == 0 else sims - top
+            weights.mul_(factor).clamp_min_(-80.0).exp_()
             weights.diagonal().zero_()  # the positive is not its own negative
             sums = weights.sum(dim, keepdim=True)
             total += (sums.log() + (top - mean) * factor).sum() / n
@@ -72,6 +75,7 @@ class _HardSample(torch.autograd.Function):
             weights.mul_(factor / (sums * n))
             grad = weights if grad is None else grad.add_(weights)
             grad.diagonal().sub_(factor.flatten() / n)
+        del sims, weights
         ctx.save_for_backward(left, right, grad.to(left.dtype))
         return total
 
