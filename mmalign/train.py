@@ -134,6 +134,10 @@ class TrainOptions:
             raise MMAlignError(f"unknown pseudo-pair pool {self.pseudo_pool!r} (choose all or test)")
         if self.pseudo_score not in ("cosine", "csls"):
             raise MMAlignError(f"unknown pseudo-pair score {self.pseudo_score!r} (choose cosine or csls)")
+        for flag, value, least in (("--batch-size", self.batch_size, 1), ("--max-pairs", self.max_pairs, 0),
+                                   ("--pseudo-per-seed", self.pseudo_per_seed, 0)):
+            if value < least:
+                raise MMAlignError(f"{flag} must be at least {least}, got {value}")
         name_encoders(self.names, self.name_encoder)
         values = asdict(self)
         for key, value in VARIANT_DEFAULTS[self.variant].items():

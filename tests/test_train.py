@@ -112,9 +112,10 @@ def test_bad_seed_files_exit_2_with_one_line(workspace, tmp_path: Path, content:
     "flag, value, message",
     [("--loss", "hinge", "unknown loss 'hinge'"), ("--pseudo-pool", "dev", "unknown pseudo-pair pool 'dev'"),
      ("--pseudo-score", "l2", "unknown pseudo-pair score 'l2'"), ("--names", "all", "unknown names mode 'all'"),
-     ("--name-encoder", "char+foo", "unknown name encoder 'char+foo'")],
+     ("--name-encoder", "char+foo", "unknown name encoder 'char+foo'"),
+     ("--batch-size", "0", "--batch-size must be at least 1"), ("--pseudo-per-seed", "-1", "--pseudo-per-seed must be at least 0")],
 )
-def test_unknown_choices_exit_2_before_a_run_folder_exists(workspace, flag: str, value: str, message: str) -> None:
+def test_bad_options_exit_2_before_a_run_folder_exists(workspace, flag: str, value: str, message: str) -> None:
     work, pair = workspace
     result = CliRunner().invoke(app, ["train", "--seeds", str(pair.seeds), "-w", str(work), flag, value])
     assert result.exit_code == 2
