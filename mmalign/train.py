@@ -466,10 +466,10 @@ class Trainer:
                 epoch = self.epoch + 1
                 evaluate = epoch % o.eval_every == 0 or epoch == o.epochs
                 needs_embeddings = evaluate or (o.iterative and self.epoch >= o.il_start and epoch % o.il_check == 0)
+                embeddings = None
                 if needs_embeddings:
                     release_freed_memory()  # the search and the ranking do not stack on the steps' fragments
-                embeddings = self.embeddings() if needs_embeddings else None
-                if embeddings is not None:
+                    embeddings = self.embeddings()
                     self.update_pseudo_pairs(embeddings)
                 self.epoch = epoch
                 if evaluate:
