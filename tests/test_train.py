@@ -73,11 +73,13 @@ def test_resume_continues_to_the_same_result(workspace) -> None:
 
 
 def test_runs_saved_before_an_option_existed_resume_as_they_trained() -> None:
-    """Older config.json files lack pseudo_refresh and direct_dim; they accumulated pairs and tied the width to dim."""
+    """Older config.json files lack pseudo_refresh, direct_dim and relation_direction; they accumulated
+    pairs, tied the width to dim and counted a relation's heads and tails in one column."""
     from mmalign.train import saved_options
 
     old = saved_options({"dim": 300, "loss": "infonce", "not_an_option_any_more": 1})
     assert (old.pseudo_refresh, old.direct_dim, old.dim, old.loss) == (False, 300, 300, "infonce")
+    assert old.relation_direction == "merged"
     new = saved_options(asdict(TrainOptions()))
     assert new == TrainOptions()
 

@@ -2,8 +2,10 @@
 
 Both count over the two KGs together and keep the K most frequent items (ties: lower id first,
 i.e. first seen at ingest). Relations: an entity counts each kept relation it is head or tail
-of (``counts``, the code) or marks it (``binary``, the paper). Attributes: binary, keyed by the
-attribute's name so that KGs sharing a vocabulary share columns.
+of (``counts``, the code) or marks it (``binary``, the paper); ``split`` (the default) gives
+heads and tails a column each, as RREA's relation features do, so "born in" says whether the
+entity is the person or the place; ``merged`` (the spec's code) shares one column. Attributes:
+binary, keyed by the attribute's name so that KGs sharing a vocabulary share columns.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ def relation_bag(ctx: FeatureContext) -> ModalityFeatures | None:
     keep = col >= 0
     heads, tails, col = triples[keep, 0], triples[keep, 2], col[keep]
     rows = np.concatenate([heads, tails])
-    cols = np.concatenate([col, col])
+    split = ctx.options.get("relation_direction", "split") == "split"
+    cols = np.concatenate([col, col + k]) if split else np.concatenate([col, col])
     values = np.ones(len(rows))
-    matrix = sparse_rows(rows, cols, values, (ctx.n_entities, k))
+    matrix = sparse_rows(rows, cols, values, (ctx.n_entities, 2 * k if split else k))
     if ctx.options.get("relation_values", "count") == "binary":
         matrix = torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(), torch.ones_like(matrix.values()), matrix.shape)
     present = np.zeros(ctx.n_entities, dtype=bool)
