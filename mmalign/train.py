@@ -133,14 +133,12 @@ class TrainOptions:
             raise MMAlignError(f"unknown variant {self.variant!r} (choose code or paper)")
         if self.loss not in LOSSES:
             raise MMAlignError(f"unknown loss {self.loss!r} (choose {', '.join(LOSSES)})")
-        if self.pseudo_pool not in ("all", "test"):
-            raise MMAlignError(f"unknown pseudo-pair pool {self.pseudo_pool!r} (choose all or test)")
-        if self.relation_direction not in ("merged", "split"):
-            raise MMAlignError(f"unknown relation direction {self.relation_direction!r} (choose merged or split)")
-        if self.relation_values not in (None, "count", "binary"):
-            raise MMAlignError(f"unknown relation values {self.relation_values!r} (choose count or binary)")
-        if self.pseudo_score not in ("cosine", "csls"):
-            raise MMAlignError(f"unknown pseudo-pair score {self.pseudo_score!r} (choose cosine or csls)")
+        for label, value, choices in (("pseudo-pair pool", self.pseudo_pool, ("all", "test")),
+                                      ("relation direction", self.relation_direction, ("merged", "split")),
+                                      ("relation values", self.relation_values, ("count", "binary")),
+                                      ("pseudo-pair score", self.pseudo_score, ("cosine", "csls"))):
+            if value is not None and value not in choices:  # None: the variant's, filled below
+                raise MMAlignError(f"unknown {label} {value!r} (choose {' or '.join(choices)})")
         for flag, value, least in (("--batch-size", self.batch_size, 1), ("--max-pairs", self.max_pairs, 0),
                                    ("--pseudo-per-seed", self.pseudo_per_seed, 0)):
             if value < least:

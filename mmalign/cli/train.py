@@ -64,7 +64,7 @@ def train_command(
     rank: Optional[int] = typer.Option(None, "--rank", help="Low-rank fusion rank [8]."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Graph and fusion width [100]."),
     modal_dim: Optional[int] = typer.Option(None, "--modal-dim", help="Per-modality embedding width [100]."),
-    relation_direction: Optional[str] = typer.Option(None, "--relation-direction", help="Bag of relations: split (head and tail uses counted apart, as RREA) or merged (the spec) [split]."),
+    relation_direction: Optional[str] = typer.Option(None, "--relation-direction", help="Bag of relations: split (a relation's heads and tails in columns of their own, as RREA) or merged (one column, the spec) [split]."),
     iterative: Optional[bool] = typer.Option(None, "--iterative/--no-iterative", help="Add mutual-nearest-neighbour pseudo pairs."),
     pseudo_pool: Optional[str] = typer.Option(None, "--pseudo-pool", help="Search pseudo pairs among all non-seed entities, or only the --test pairs' (test: RREA's protocol, comparison only) [all]."),
     pseudo_score: Optional[str] = typer.Option(None, "--pseudo-score", help="Pseudo pairs: mutual nearest by csls or cosine [csls]."),

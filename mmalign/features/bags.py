@@ -47,10 +47,10 @@ def relation_bag(ctx: FeatureContext) -> ModalityFeatures | None:
     keep = col >= 0
     heads, tails, col = triples[keep, 0], triples[keep, 2], col[keep]
     rows = np.concatenate([heads, tails])
-    split = ctx.options.get("relation_direction", "split") == "split"
-    cols = np.concatenate([col, col + k]) if split else np.concatenate([col, col])
+    tail_offset = k if ctx.options.get("relation_direction", "split") == "split" else 0  # merged: one column
+    cols = np.concatenate([col, col + tail_offset])
     values = np.ones(len(rows))
-    matrix = sparse_rows(rows, cols, values, (ctx.n_entities, 2 * k if split else k))
+    matrix = sparse_rows(rows, cols, values, (ctx.n_entities, k + tail_offset))
     if ctx.options.get("relation_values", "count") == "binary":
         matrix = torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(), torch.ones_like(matrix.values()), matrix.shape)
     present = np.zeros(ctx.n_entities, dtype=bool)
