@@ -82,8 +82,9 @@ class _HardSample(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         left, right, grad = ctx.saved_tensors
-        grad = grad * grad_output.to(grad.dtype)
-        return grad @ right, grad.T @ left, None
+        # Scaled after the products: B × d multiplies instead of B × B (exact for the usual 1).
+        scale = grad_output.to(grad.dtype)
+        return (grad @ right) * scale, (grad.T @ left) * scale, None
 
 
 def _std_mean(sims: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
