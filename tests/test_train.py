@@ -188,6 +188,36 @@ def test_pair_caps_keep_every_seed_and_sample_pseudo_pairs(workspace) -> None:
     assert sum(seen) == len(splits.train) + 1
 
 
+def test_chunked_step_gradient_equals_one_backward_of_the_summed_loss(workspace) -> None:
+    """The step differentiates each chunk on its own rows; the model must get the plain gradient."""
+    import copy
+
+    import torch
+
+    from mmalign.report import SILENT
+    from mmalign.train import Trainer, make_splits
+    from mmalign.workspace import Workspace
+
+    work, pair = workspace
+    ws = Workspace.open(work)
+    options = TrainOptions(**dict(SMALL, batch_size=7)).resolved()
+    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
+    trainer = Trainer(ws, splits, options, work / "scratch", SILENT)
+    assert len(splits.train) > 2 * options.batch_size  # several chunks, one of them partial
+    generator = copy.deepcopy(trainer.generator)
+    trainer.optimizer.step = lambda: None  # keep the parameters, read the gradients
+    trainer.step()
+    got = [p.grad.clone() for p in trainer.model.parameters()]
+
+    trainer.model.zero_grad(set_to_none=True)
+    pairs = torch.from_numpy(splits.train[generator.permutation(len(splits.train))])
+    table = torch.cat(trainer.model.forward_blocks(trainer.inputs, trainer.graph), dim=1)
+    loss = sum(trainer.loss_fn(table[chunk[:, 0]], table[chunk[:, 1]], options.tau) for chunk in pairs.split(options.batch_size))
+    loss.backward()
+    for a, p in zip(got, trainer.model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-6, rtol=1e-4)
+
+
 @pytest.mark.parametrize("refresh", [True, False])
 def test_pseudo_pairs_refresh_replaces_and_accumulate_keeps(workspace, refresh: bool) -> None:
     """Refresh: a window's mutual pairs replace the last window's, so a stale wrong pair leaves."""
