@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from mmalign.cli import app
 from mmalign.errors import MMAlignError
 from mmalign.ingest import ingest
-from mmalign.train import TrainOptions, resume, train
+from mmalign.report import SILENT
+from mmalign.train import Splits, Trainer, TrainOptions, make_splits, resume, train
+from mmalign.workspace import Workspace
 from synthetic import make_pair
 
 SMALL = dict(dim=32, modal_dim=32, rank=4, epochs=60, eval_every=10, il_start=20, il_check=5, il_window=10,
@@ -27,6 +31,15 @@ def workspace(tmp_path: Path):
     work = tmp_path / "work"
     ingest([pair.kg1, pair.kg2], work)
     return work, pair
+
+
+def _trainer(workspace, **overrides) -> tuple[Trainer, Splits]:
+    """A Trainer on the generated pair with the SMALL options (plus ``overrides``), not yet trained."""
+    work, pair = workspace
+    ws = Workspace.open(work)
+    options = TrainOptions(**{**SMALL, **overrides}).resolved()
+    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
+    return Trainer(ws, splits, options, work / "scratch", SILENT), splits
 
 
 def test_isomorphic_graphs_align_perfectly(workspace) -> None:
@@ -138,8 +151,6 @@ def test_skip_unknown_counts_and_continues(workspace, tmp_path: Path) -> None:
 def test_gpu_without_cuda_is_a_clear_error(workspace) -> None:
     work, pair = workspace
     result = CliRunner().invoke(app, ["train", "--seeds", str(pair.seeds), "-w", str(work), "--gpu", "0"])
-    import torch
-
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     assert result.exit_code == 2 and "--gpu 0: " in result.output and "leave out --gpu" in result.output
@@ -155,15 +166,7 @@ def test_dropout_is_seeded_and_changes_training(workspace) -> None:
 
 
 def test_pair_caps_keep_every_seed_and_sample_pseudo_pairs(workspace) -> None:
-    from mmalign.train import Trainer, make_splits
-    from mmalign.report import SILENT
-    from mmalign.workspace import Workspace
-
-    work, pair = workspace
-    ws = Workspace.open(work)
-    options = TrainOptions(**dict(SMALL, max_pairs=0, pseudo_per_seed=0)).resolved()
-    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
-    trainer = Trainer(ws, splits, options, work / "scratch", SILENT)
+    trainer, splits = _trainer(workspace, max_pairs=0, pseudo_per_seed=0)
     n1 = trainer.n1
     used = set(splits.train[:, 0]) | set(splits.valid[:, 0])
     free = [i for i in range(n1) if i not in used]
@@ -190,19 +193,8 @@ def test_pair_caps_keep_every_seed_and_sample_pseudo_pairs(workspace) -> None:
 
 def test_chunked_step_gradient_equals_one_backward_of_the_summed_loss(workspace) -> None:
     """The step differentiates each chunk on its own rows; the model must get the plain gradient."""
-    import copy
-
-    import torch
-
-    from mmalign.report import SILENT
-    from mmalign.train import Trainer, make_splits
-    from mmalign.workspace import Workspace
-
-    work, pair = workspace
-    ws = Workspace.open(work)
-    options = TrainOptions(**dict(SMALL, batch_size=7)).resolved()
-    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
-    trainer = Trainer(ws, splits, options, work / "scratch", SILENT)
+    trainer, splits = _trainer(workspace, batch_size=7)
+    options = trainer.options
     assert len(splits.train) > 2 * options.batch_size  # several chunks, one of them partial
     generator = copy.deepcopy(trainer.generator)
     trainer.optimizer.step = lambda: None  # keep the parameters, read the gradients
@@ -221,17 +213,7 @@ def test_chunked_step_gradient_equals_one_backward_of_the_summed_loss(workspace)
 @pytest.mark.parametrize("refresh", [True, False])
 def test_pseudo_pairs_refresh_replaces_and_accumulate_keeps(workspace, refresh: bool) -> None:
     """Refresh: a window's mutual pairs replace the last window's, so a stale wrong pair leaves."""
-    import torch
-
-    from mmalign.report import SILENT
-    from mmalign.train import Trainer, make_splits
-    from mmalign.workspace import Workspace
-
-    work, pair = workspace
-    ws = Workspace.open(work)
-    options = TrainOptions(**SMALL, pseudo_refresh=refresh).resolved()
-    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
-    trainer = Trainer(ws, splits, options, work / "scratch", SILENT)
+    trainer, splits = _trainer(workspace, pseudo_refresh=refresh)
     n1, n2 = trainer.n1, trainer.n_entities - trainer.n1
     free = sorted(set(range(min(n1, n2))) - set(splits.train[:, 0]) - set(splits.train[:, 1] - n1))
     stale = (free[0], free[1] + n1)  # a wrong pair kept from an earlier window
@@ -257,8 +239,6 @@ def test_pseudo_pool_test_searches_only_test_entities(workspace) -> None:
     result = train(work, pair.seeds, TrainOptions(**SMALL, pseudo_pool="test"), test=half)
     pseudo = load_file(str(result.run_dir / "checkpoint.safetensors"))["pseudo"].numpy().reshape(-1, 2)
     test_keys = [line.split("\t") for line in lines[: len(lines) // 2]]
-    from mmalign.workspace import Workspace
-
     ws = Workspace.open(work)
     left, right = ws.kg1.entity_index(), ws.kg2.entity_index()
     n1 = len(ws.kg1.entities)
