@@ -7,7 +7,12 @@ Each training runs as ``python -m mmalign train ... -q`` in its own process; pea
 child's ``ru_maxrss`` (os.wait4). Metrics come from the run's summary.json (candidates = the
 test targets, CSLS k=3, model selected on the 10% validation split of the seeds).
 
-    python benchmarks/train_dbp15k.py [--datasets zh_en,ja_en,db15k] [--data ../shared/data] [-- extra train args]
+``--train-seeds 2023,1,2`` trains each dataset once per ``--seed`` (which draws the validation
+split and the initialisation; the seed/test split stays fixed) and adds a mean ± sample
+standard deviation row, so a difference can be set against the spread between seeds.
+
+    python benchmarks/train_dbp15k.py [--datasets zh_en,ja_en,db15k] [--data ../shared/data]
+                                      [--train-seeds S1,S2,...] [-- extra train args]
 """
 
 from __future__ import annotations
@@ -53,10 +58,12 @@ def main() -> None:
     parser.add_argument("--datasets", default="zh_en,ja_en,db15k")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--split-seed", type=int, default=12345)
+    parser.add_argument("--train-seeds", default="", help="comma-separated `mmalign train --seed` values (default: train's own)")
     parser.add_argument("extra", nargs="*", help="extra `mmalign train` arguments (after --)")
     args = parser.parse_args()
     python = [sys.executable, "-m", "mmalign"]
-    rows = []
+    train_seeds = [int(seed) for seed in args.train_seeds.split(",") if seed]
+    rows: list[tuple] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
             work, folder = Path(tmp) / name / "work", Path(tmp) / name
@@ -70,17 +77,25 @@ def main() -> None:
                 child(python + ["ingest", str(args.data / "dbp15k" / name), "-w", str(work), "-q"])
                 seeds, test = random_split(work / "links.tsv", 0.3, args.split_seed, folder)
                 setting, extra = "structure only, 30% seeds", ["--names", "none"]
-            command = python + ["train", "--seeds", str(seeds), "--test", str(test), "-w", str(work), "-q", *extra, *args.extra]
-            print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
-            seconds, rss = child(command)
-            summary = json.loads((work / "runs" / "latest" / "summary.json").read_text())
-            test_metrics = summary["test"]
-            rows.append((name, setting, test_metrics["hits@1"], test_metrics["hits@10"], test_metrics["mrr"],
-                         summary["selected_epoch"], summary["epochs_run"], summary["seconds_per_epoch"], seconds, rss))
+            runs = []
+            for seed in train_seeds or [None]:
+                command = python + ["train", "--seeds", str(seeds), "--test", str(test), "-w", str(work), "-q", *extra, *args.extra]
+                command += [] if seed is None else ["--seed", str(seed)]
+                print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
+                seconds, rss = child(command)
+                summary = json.loads((work / "runs" / "latest" / "summary.json").read_text())
+                test_metrics = summary["test"]
+                runs.append((test_metrics["hits@1"], test_metrics["hits@10"], test_metrics["mrr"]))
+                label = setting if seed is None else f"{setting}, seed {seed}"
+                rows.append(f"| {name} | {label} | {runs[-1][0]:.3f} | {runs[-1][1]:.3f} | {runs[-1][2]:.3f} | {summary['selected_epoch']} "
+                            f"| {summary['epochs_run']} | {summary['seconds_per_epoch']:.2f} | {seconds:.0f} | {rss:.0f} |")
+            if len(runs) > 1:
+                mean, sd = np.mean(runs, axis=0), np.std(runs, axis=0, ddof=1)
+                cells = " | ".join(f"{m:.3f} ± {d:.3f}" for m, d in zip(mean, sd))
+                rows.append(f"| {name} | {setting}, mean ± sd of {len(runs)} seeds | {cells} | | | | | |")
     print("| dataset | setting | H@1 | H@10 | MRR | selected epoch | epochs run | s/epoch | total s | peak RSS MB |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for row in rows:
-        print("| {} | {} | {:.3f} | {:.3f} | {:.3f} | {} | {} | {:.2f} | {:.0f} | {:.0f} |".format(*row))
+    print("\n".join(rows))
     print(f"\n{os.cpu_count()} CPUs; extra args: {shlex.join(args.extra) or '(none)'}")
 
 
