@@ -18,8 +18,10 @@ import torch
 
 
 def _blocks(left: torch.Tensor, right_t: torch.Tensor, block: int, dtype: torch.dtype):
+    """Row blocks of ``left @ right_t`` in ``dtype``: a bf16 product's values are bf16 already,
+    so top-k on them picks what it would on a float32 copy, without a pass to make one."""
     for start in range(0, len(left), block):
-        yield start, (left[start : start + block].to(dtype) @ right_t).float()
+        yield start, left[start : start + block].to(dtype) @ right_t
 
 
 def top_k_both(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int,
@@ -31,16 +33,16 @@ def top_k_both(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int,
     not a copy of the block.
     """
     k_row, k_col = min(k, right_t.shape[1]), min(k, len(left))
-    row_values = torch.empty(len(left), k_row)
+    row_values = torch.empty(len(left), k_row, dtype=dtype)
     row_index = torch.empty(len(left), k_row, dtype=torch.int64)
-    col_values = torch.full((k_col, right_t.shape[1]), float("-inf"))
+    col_values = torch.full((k_col, right_t.shape[1]), float("-inf"), dtype=dtype)
     col_index = torch.zeros((k_col, right_t.shape[1]), dtype=torch.int64)
     for start, scores in _blocks(left, right_t, block, dtype):
         row_values[start : start + len(scores)], row_index[start : start + len(scores)] = scores.topk(k_row, dim=1)
         block_values, block_index = scores.topk(min(k_col, len(scores)), dim=0)
         col_values, pick = torch.cat([col_values, block_values]).topk(k_col, dim=0)
         col_index = torch.cat([col_index, block_index + start]).gather(0, pick)
-    return row_values, row_index, col_values.T.contiguous(), col_index.T.contiguous()
+    return row_values.float(), row_index, col_values.T.float().contiguous(), col_index.T.contiguous()
 
 
 def _best_candidates(values: torch.Tensor, index: torch.Tensor, radii: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +65,7 @@ def _best_exact(queries: torch.Tensor, others: torch.Tensor, radii: torch.Tensor
     padded[: len(queries)] = queries
     best = torch.empty(len(padded), dtype=torch.int64)
     for start, scores in _blocks(padded, others.to(dtype).T.contiguous(), block, dtype):
-        best[start : start + len(scores)] = scores.mul_(2).sub_(radii).argmax(1)
+        best[start : start + len(scores)] = scores.float().mul_(2).sub_(radii).argmax(1)
     return best[: len(queries)]
 
 
