@@ -177,18 +177,24 @@ def test_pair_caps_keep_every_seed_and_sample_pseudo_pairs(workspace) -> None:
     trainer.step()
     assert sum(seen) == len(splits.train) + len(trainer.pseudo)
     seen.clear()
-    trainer.options.max_pairs = len(splits.train) + 3
+    seeds = len(splits.train)
+    assert len(trainer.pseudo) > seeds + 3  # so each cap below is what binds, not the supply
+    trainer.options.max_pairs = 2 * seeds + 3
     trainer.step()
-    assert sum(seen) == len(splits.train) + 3
+    assert sum(seen) == 2 * seeds + 3
+    seen.clear()
+    trainer.options.max_pairs = seeds + 3  # below twice the seeds: as many pseudo pairs as seeds
+    trainer.step()
+    assert sum(seen) == 2 * seeds
     seen.clear()
     trainer.options.max_pairs, trainer.options.pseudo_per_seed = 0, 0.5
-    assert len(trainer.pseudo) > len(splits.train) // 2  # the ratio caps, not the supply
-    trainer.step()
-    assert sum(seen) == len(splits.train) + len(splits.train) // 2
+    trainer.step()  # the ratio caps, not the supply
+    assert sum(seen) == seeds + seeds // 2
     seen.clear()
-    trainer.options.max_pairs = len(splits.train) + 1  # the tighter cap wins
+    assert int(1.5 * seeds) > seeds + 3
+    trainer.options.max_pairs, trainer.options.pseudo_per_seed = 2 * seeds + 3, 1.5  # the tighter cap wins
     trainer.step()
-    assert sum(seen) == len(splits.train) + 1
+    assert sum(seen) == 2 * seeds + 3
 
 
 def test_chunked_step_gradient_equals_one_backward_of_the_summed_loss(workspace) -> None:

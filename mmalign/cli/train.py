@@ -50,7 +50,7 @@ def train_command(
     variant: Optional[str] = typer.Option(None, "--variant", help="code (the authors' code) or paper [code]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [5e-3]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pairs per loss chunk (in-batch negatives) [3500]."),
-    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Pairs per epoch's loss: every seed plus sampled pseudo pairs (0: all) [0]."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Pairs per epoch's loss: every seed plus sampled pseudo pairs, at least as many as seeds (0: all) [14000]."),
     pseudo_per_seed: Optional[float] = typer.Option(None, "--pseudo-per-seed", help="Pseudo pairs sampled into an epoch's loss per seed pair (0: all) [0]."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout on the embeddings entering the loss [0]."),
     loss: Optional[str] = typer.Option(None, "--loss", help="nhs (Dual-AMN's normalised hard samples), infonce (paper), infonce_sym (both directions) or icl (ablation) [nhs]."),
