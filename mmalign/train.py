@@ -68,8 +68,8 @@ class TrainOptions:
     # many in all, but never fewer pseudo pairs than seeds (so iterative training goes on when
     # the seeds alone fill the cap); 0: all. An epoch's cost grows with its pairs, and late
     # DBP15K epochs carry ~17k of them: four 3,500-pair chunks instead of five gave the same
-    # test H@1 (zh_en 0.792 / ja_en 0.790 against 0.793 / 0.788) at less time per epoch
-    # (README, Benchmarks).
+    # test H@1 over three seeds (zh_en 0.790 / ja_en 0.790 against 0.790 / 0.785) with peak RSS
+    # under 2 GB in every run (up to 2.10 GB without the cap; README, Benchmarks).
     max_pairs: int = 14000
     # Pseudo pairs in an epoch's loss: at most this many per seed pair, a fresh random sample
     # each epoch (0: all). A ratio, not a count, so it scales with the seeds. With
