@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     python = [sys.executable, "-m", "mmalign"]
     train_seeds = [int(seed) for seed in args.train_seeds.split(",") if seed]
-    rows: list[tuple] = []
+    rows: list[str] = []  # table rows, one per training plus a mean ± sd row per dataset
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
             work, folder = Path(tmp) / name / "work", Path(tmp) / name

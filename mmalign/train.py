@@ -308,12 +308,11 @@ class Trainer:
         self.model.train()
         blocks = self.model.forward_blocks(self.inputs, self.graph)
         pseudo = self.pseudo
-        room = len(pseudo)
+        room, seeds = len(pseudo), len(self.splits.train)
         if self.options.max_pairs:
-            seeds = len(self.splits.train)
             room = min(room, max(self.options.max_pairs - seeds, seeds))
         if self.options.pseudo_per_seed:
-            room = min(room, int(self.options.pseudo_per_seed * len(self.splits.train)))
+            room = min(room, int(self.options.pseudo_per_seed * seeds))
         if room < len(pseudo):
             # The loss costs O(pairs × batch × width): past the cap, every seed pair and a fresh
             # random sample of the pseudo pairs each epoch keeps an epoch's cost flat.
