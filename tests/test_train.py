@@ -126,7 +126,7 @@ def test_bad_seed_files_exit_2_with_one_line(workspace, tmp_path: Path, content:
 @pytest.mark.parametrize(
     "flag, value, message",
     [("--loss", "hinge", "unknown loss 'hinge'"), ("--pseudo-pool", "dev", "unknown pseudo-pair pool 'dev'"),
-     ("--pseudo-score", "l2", "unknown pseudo-pair score 'l2'"), ("--names", "all", "unknown names mode 'all'"),
+     ("--pseudo-score", "l2", "unknown pseudo-pair score 'l2'"), ("--attention", "gat", "unknown RREA attention 'gat'"), ("--names", "all", "unknown names mode 'all'"),
      ("--name-encoder", "char+foo", "unknown name encoder 'char+foo'"),
      ("--batch-size", "0", "--batch-size must be at least 1"), ("--pseudo-per-seed", "-1", "--pseudo-per-seed must be at least 0")],
 )

@@ -58,6 +58,7 @@ def train_command(
     adaptive_weights: Optional[bool] = typer.Option(None, "--adaptive-weights/--no-adaptive-weights", help="Entity-adaptive modality weights."),
     modality_score: Optional[str] = typer.Option(None, "--modality-score", help="shared or per_modality scorer."),
     graph_layer: Optional[str] = typer.Option(None, "--graph-layer", help="rrea or gat (ablation)."),
+    attention: Optional[str] = typer.Option(None, "--attention", help="RREA edge score: relation (the paper and LoginMEA code) or full ([x_i; msg; u], the RREA code) [relation]."),
     paradigm: Optional[str] = typer.Option(None, "--paradigm", help="login, gam (graph as modality) or gum (graph upon modality)."),
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of modalities to use [all available]."),
     drop: Optional[list[str]] = typer.Option(None, "--drop-modality", help="Leave out a modality (repeatable)."),
@@ -92,7 +93,7 @@ def train_command(
     given = {
         "valid_fraction": valid_fraction, "epochs": epochs, "seed": seed, "variant": variant, "lr": lr,
         "batch_size": batch_size, "max_pairs": max_pairs, "pseudo_per_seed": pseudo_per_seed, "dropout": dropout, "loss": loss, "fusion": fusion, "adaptive_weights": adaptive_weights,
-        "modality_score": modality_score, "graph_layer": graph_layer, "paradigm": paradigm, "rank": rank,
+        "modality_score": modality_score, "graph_layer": graph_layer, "attention": attention, "paradigm": paradigm, "rank": rank,
         "dim": dim, "modal_dim": modal_dim, "relation_direction": relation_direction, "pseudo_refresh": pseudo_refresh, "iterative": iterative, "pseudo_pool": pseudo_pool, "pseudo_score": pseudo_score, "eval_every": eval_every, "patience": patience, "precision": precision,
         "names": names, "name_encoder": name_encoder, "direct_weight": direct_weight, "missing_image": missing_image,
         "names_file": str(names_file) if names_file else None,

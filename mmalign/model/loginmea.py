@@ -32,6 +32,7 @@ class ModelConfig:
     adaptive_weights: bool = True  # False: α = 1/M (w/o adaptive weights)
     modality_score: str = "shared"  # shared | per_modality scorer vector
     graph_layer: str = "rrea"  # rrea | gat (repl. GAT)
+    attention: str = "relation"  # RREA edge score: relation (paper, LoginMEA code) | full (RREA code)
     depth: int = 2  # propagation layers per stack
     structure_branch: bool = True  # code: extra RREA stack over a learnable entity table
     joint_layer0: str = "early_concat"  # early_concat (code) | fused (paper)
@@ -83,14 +84,14 @@ class LoginMEA(nn.Module):
         if self.use_structure:
             self.entity_table = nn.Parameter(torch.empty(n_entities, c.dim))
             nn.init.xavier_uniform_(self.entity_table)
-            self.structure = GraphStack(c.dim, c.depth, c.graph_layer)
+            self.structure = GraphStack(c.dim, c.depth, c.graph_layer, c.attention)
         n_fused = len(modality_dims) + (1 if c.paradigm == "gam" else 0)
         self.n_fused = n_fused
         if n_fused:
             if c.paradigm == "gam":
                 self.graph_projection = nn.Linear(c.dim * (c.depth + 1), c.modal_dim)
             if c.paradigm == "gum":
-                self.modality_stacks = nn.ModuleList(GraphStack(c.modal_dim, c.depth, c.graph_layer) for _ in modality_dims)
+                self.modality_stacks = nn.ModuleList(GraphStack(c.modal_dim, c.depth, c.graph_layer, c.attention) for _ in modality_dims)
             if c.adaptive_weights and c.fusion != "concat":
                 self.weights = AdaptiveWeights(c.modal_dim, n_fused, c.modality_score == "per_modality")
             if c.fusion == "lmf":
@@ -103,7 +104,7 @@ class LoginMEA(nn.Module):
             if c.joint_layer0 == "early_concat":
                 self.early = EarlyConcat(n_fused)
             if c.paradigm == "login":
-                self.joint = GraphStack(c.dim, c.depth, c.graph_layer)
+                self.joint = GraphStack(c.dim, c.depth, c.graph_layer, c.attention)
 
     def modality_weights(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """Entity-adaptive weights α (N × M); uniform when the ablation turns them off."""

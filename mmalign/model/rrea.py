@@ -23,18 +23,35 @@ def relation_set_vectors(graph: Graph, relation_table: torch.Tensor) -> torch.Te
 
 
 class RREALayer(nn.Module):
-    """One relational reflection attention layer: no weight matrix, one attention vector."""
+    """One relational reflection attention layer: no weight matrix, one attention vector.
 
-    def __init__(self, dim: int) -> None:
+    ``attention="relation"`` scores an edge by its relation vector alone, ``vᵀ u_ij`` (the paper's
+    Eq. 12 and the LoginMEA code); ``"full"`` scores ``vᵀ [x_i ; msg_ij ; u_ij]`` as the original
+    RREA code does, so a neighbour's weight also depends on both entities. The full score is
+    expanded like the message: ``v_n · msg_ij = v_n · x_j − 2 (u_ij · x_j)(v_n · u_ij)``, so it
+    costs two N-vectors and two set-vectors, never an ``E × d`` tensor.
+    """
+
+    def __init__(self, dim: int, attention: str = "relation") -> None:
         super().__init__()
-        self.attention = nn.Parameter(torch.empty(dim, 1))
+        if attention not in ("relation", "full"):
+            raise ValueError(f"unknown attention {attention!r}")
+        self.full = attention == "full"
+        self.attention = nn.Parameter(torch.empty(3 * dim if self.full else dim, 1))  # [v_s; v_n; v_r] when full
         nn.init.xavier_uniform_(self.attention)
 
     def forward(self, x: torch.Tensor, graph: Graph, set_vectors: torch.Tensor) -> torch.Tensor:
-        # index_select: plain indexing's backward sums repeated indices in a thread-dependent order.
-        scores = (set_vectors @ self.attention).squeeze(1).index_select(0, graph.edge_set)
-        beta = segment_softmax(scores, graph.rows, graph.n_entities)
         projection = sddmm(graph.col_set, x, set_vectors)  # u_ij · x_j
+        # index_select: plain indexing's backward sums repeated indices in a thread-dependent order.
+        if self.full:
+            v_self, v_neighbour, v_relation = self.attention.view(3, -1, 1)
+            per_set = (set_vectors @ torch.cat([v_relation, v_neighbour], dim=1)).index_select(0, graph.edge_set)
+            scores = ((x @ v_self).squeeze(1).index_select(0, graph.rows)
+                      + (x @ v_neighbour).squeeze(1).index_select(0, graph.cols)
+                      - 2.0 * projection * per_set[:, 1] + per_set[:, 0])
+        else:
+            scores = (set_vectors @ self.attention).squeeze(1).index_select(0, graph.edge_set)
+        beta = segment_softmax(scores, graph.rows, graph.n_entities)
         mixed = spmm(graph.adjacency, beta, x)
         # −2 folded into the edge values (E numbers) rather than applied to an N × d block.
         reflected = spmm(graph.row_set, -2.0 * beta * projection, set_vectors)
@@ -70,10 +87,9 @@ class GATLayer(nn.Module):
 class GraphStack(nn.Module):
     """``depth`` graph layers; returns the input block and every layer's output (Eq. 13)."""
 
-    def __init__(self, dim: int, depth: int, layer: str) -> None:
+    def __init__(self, dim: int, depth: int, layer: str, attention: str = "relation") -> None:
         super().__init__()
-        make = RREALayer if layer == "rrea" else GATLayer
-        self.layers = nn.ModuleList(make(dim) for _ in range(depth))
+        self.layers = nn.ModuleList(RREALayer(dim, attention) if layer == "rrea" else GATLayer(dim) for _ in range(depth))
         self.elu_between = layer == "gat"
 
     def forward(self, x: torch.Tensor, graph: Graph, set_vectors: torch.Tensor | None) -> list[torch.Tensor]:

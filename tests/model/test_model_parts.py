@@ -60,34 +60,43 @@ def test_graph_edges_and_relation_sets() -> None:
     assert graph.mean_weights[graph.mean_pattern.rows == 5].tolist() == [1.0]
 
 
-def test_rrea_reflection_is_orthogonal_and_matches_edge_loop() -> None:
+@pytest.mark.parametrize("attention", ["relation", "full"])
+def test_rrea_reflection_is_orthogonal_and_matches_edge_loop(attention: str) -> None:
     torch.manual_seed(0)
     graph = _tiny_graph()
     table = torch.randn(6, 4)
     u = relation_set_vectors(graph, table)
-    x = torch.randn(6, 4)
-    layer = RREALayer(4)
+    x = torch.randn(6, 4, requires_grad=True)
+    layer = RREALayer(4, attention)
     out = layer(x, graph, u)
-    # Reference: explicit per-edge Householder matrices and attention.
-    scores = (u @ layer.attention).squeeze(1)[graph.edge_set]
+    # Reference: explicit per-edge Householder matrices and attention scores.
     expected = torch.zeros(6, 4)
     for i in range(6):
         edges = (graph.rows == i).nonzero().flatten()
         if len(edges) == 0:
             continue
-        beta = torch.softmax(scores[edges], 0)
-        for b, e in zip(beta, edges):
+        messages, scores = [], []
+        for e in edges:
             ue = u[graph.edge_set[e]]
             reflection = torch.eye(4) - 2 * torch.outer(ue, ue)
             assert torch.allclose(reflection.T @ reflection, torch.eye(4), atol=1e-5)
             msg = reflection @ x[graph.cols[e]]
             assert torch.isclose(msg.norm(), x[graph.cols[e]].norm(), atol=1e-5)
-            expected[i] += b * msg
+            messages.append(msg)
+            scored = torch.cat([x[i], msg, ue]) if attention == "full" else ue  # RREA's [x_i; msg; u]
+            scores.append(scored @ layer.attention.squeeze(1))
+        beta = torch.softmax(torch.stack(scores), 0)
+        expected[i] = (beta.unsqueeze(1) * torch.stack(messages)).sum(0)
     assert torch.allclose(out, torch.tanh(expected), atol=1e-5)
     assert torch.all(out[5] == 0)  # isolated rows get tanh(0)
+    # The expanded score differentiates like the explicit one (x enters the score when full).
+    grad, = torch.autograd.grad((out ** 2).sum(), x)
+    expected_grad, = torch.autograd.grad((torch.tanh(expected) ** 2).sum(), x)
+    assert torch.allclose(grad, expected_grad, atol=1e-5)
 
 
-def test_rrea_gradients_repeat_bit_for_bit_with_several_threads() -> None:
+@pytest.mark.parametrize("attention", ["relation", "full"])
+def test_rrea_gradients_repeat_bit_for_bit_with_several_threads(attention: str) -> None:
     """Indexing with repeated indices sums its gradient in a thread-dependent order; the layer must not."""
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -98,7 +107,7 @@ def test_rrea_gradients_repeat_bit_for_bit_with_several_threads() -> None:
                             torch.randint(0, n_rel, (n_edges,), generator=g).numpy(),
                             torch.randint(0, n, (n_edges,), generator=g).numpy()], 1)
         graph = build_graph(triples, n, n_rel)
-        layer = RREALayer(16)
+        layer = RREALayer(16, attention)
         table, x = torch.randn(2 * n_rel, 16, generator=g), torch.randn(n, 16, generator=g)
 
         def gradients() -> list[torch.Tensor]:
@@ -183,6 +192,7 @@ def test_hard_sample_loss_matches_its_autograd_definition() -> None:
         ModelConfig(dim=8, modal_dim=8, rank=2, fusion="concat"),
         ModelConfig(dim=8, modal_dim=8, rank=2, fusion="weighted_sum", adaptive_weights=False),
         ModelConfig(dim=8, modal_dim=8, rank=2, graph_layer="gat"),
+        ModelConfig(dim=8, modal_dim=8, rank=2, attention="full"),
         ModelConfig(dim=8, modal_dim=8, rank=2, paradigm="gam"),
         ModelConfig(dim=8, modal_dim=8, rank=2, paradigm="gum", modality_score="per_modality"),
     ],
