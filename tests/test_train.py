@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from mmalign.cli import app
 from mmalign.errors import MMAlignError
 from mmalign.ingest import ingest
-from mmalign.report import SILENT
+from mmalign.report import SILENT, RecordingReporter
 from mmalign.train import Splits, Trainer, TrainOptions, make_splits, resume, train
 from mmalign.workspace import Workspace
 from synthetic import make_pair
@@ -85,6 +85,52 @@ def test_resume_continues_to_the_same_result(workspace) -> None:
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in ("kg1", "kg2"))
 
 
+def test_members_are_whole_runs_whose_embeddings_are_concatenated(workspace) -> None:
+    work, pair = workspace
+    options = dict(SMALL, epochs=20, min_epochs=0, members=2)
+    result = train(work, pair.seeds, TrainOptions(**options), test=pair.test)
+    run = result.run_dir
+    members = [load_file(str(run / "members" / str(k) / "embeddings.safetensors")) for k in (0, 1)]
+    whole = load_file(str(run / "embeddings.safetensors"))
+    for key in ("kg1", "kg2"):
+        expected = torch.nn.functional.normalize(torch.cat([m[key] for m in members], dim=1), dim=1)
+        assert torch.allclose(whole[key], expected)
+    assert not torch.equal(members[0]["kg1"], members[1]["kg1"])  # seeds 2023 and 2024
+    summary = json.loads((run / "summary.json").read_text())
+    assert [m["seed"] for m in summary["members"]] == [2023, 2024]
+    assert summary["test"] == result.test and result.selected_epoch is None
+    assert [m.epochs_run for m in result.members] == [20, 20] and result.epochs_run == 40
+    # Member 0 is the single run with the same seed: members share the splits.
+    single = train(work, pair.seeds, TrainOptions(**dict(options, members=1)), test=pair.test)
+    assert torch.equal(load_file(str(single.run_dir / "embeddings.safetensors"))["kg1"], members[0]["kg1"])
+
+
+def test_an_interrupted_ensemble_resumes_its_unfinished_member(workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    work, pair = workspace
+    options = TrainOptions(**dict(SMALL, epochs=20, min_epochs=0, members=2))
+    full = train(work, pair.seeds, options)
+    step = Trainer.step
+
+    def interrupted(self: Trainer) -> float:
+        if self.options.seed == 2024 and self.epoch == 15:  # member 1, past its epoch-10 checkpoint
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(work, pair.seeds, options)
+    monkeypatch.setattr(Trainer, "step", step)
+    run = (work / "runs" / "latest").resolve()
+    assert (run / "members" / "0" / "summary.json").is_file() and not (run / "members" / "1" / "summary.json").is_file()
+    reporter = RecordingReporter()
+    resumed = resume(work, run, reporter=reporter)
+    assert "resuming members/1 at epoch 10" in reporter.infos
+    assert not any(line.startswith("members/0") for line in reporter.infos)  # finished: not trained again
+    a = load_file(str(full.run_dir / "embeddings.safetensors"))
+    b = load_file(str(resumed.run_dir / "embeddings.safetensors"))
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in ("kg1", "kg2"))
+
+
 def test_runs_saved_before_an_option_existed_resume_as_they_trained() -> None:
     """Older config.json files lack pseudo_refresh, direct_dim and relation_direction; they accumulated
     pairs, tied the width to dim and counted a relation's heads and tails in one column."""
@@ -128,7 +174,7 @@ def test_bad_seed_files_exit_2_with_one_line(workspace, tmp_path: Path, content:
     [("--loss", "hinge", "unknown loss 'hinge'"), ("--pseudo-pool", "dev", "unknown pseudo-pair pool 'dev'"),
      ("--pseudo-score", "l2", "unknown pseudo-pair score 'l2'"), ("--attention", "gat", "unknown RREA attention 'gat'"), ("--names", "all", "unknown names mode 'all'"),
      ("--name-encoder", "char+foo", "unknown name encoder 'char+foo'"),
-     ("--batch-size", "0", "--batch-size must be at least 1"), ("--pseudo-per-seed", "-1", "--pseudo-per-seed must be at least 0")],
+     ("--batch-size", "0", "--batch-size must be at least 1"), ("--members", "0", "--members must be at least 1"), ("--pseudo-per-seed", "-1", "--pseudo-per-seed must be at least 0")],
 )
 def test_bad_options_exit_2_before_a_run_folder_exists(workspace, flag: str, value: str, message: str) -> None:
     work, pair = workspace

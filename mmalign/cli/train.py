@@ -43,6 +43,7 @@ def train_command(
     gpu: Optional[int] = typer.Option(None, "--gpu", help="Train on cuda:N (default: the CPU, all cores)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs [500]; early stopping may end sooner."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [2023]."),
+    members: Optional[int] = typer.Option(None, "--members", help="Models trained with seeds seed, seed+1, ...; their embeddings are concatenated [1]."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of options (flags override it)."),
     resume_run: bool = typer.Option(False, "--resume", help="Continue the latest (or --run) interrupted run."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder for --resume (default: runs/latest)."),
@@ -91,7 +92,7 @@ def train_command(
         raise MMAlignError("--seeds FILE is required (or --resume to continue a run)")
     values: dict[str, Any] = _load_config(config) if config else {}
     given = {
-        "valid_fraction": valid_fraction, "epochs": epochs, "seed": seed, "variant": variant, "lr": lr,
+        "valid_fraction": valid_fraction, "epochs": epochs, "seed": seed, "members": members, "variant": variant, "lr": lr,
         "batch_size": batch_size, "max_pairs": max_pairs, "pseudo_per_seed": pseudo_per_seed, "dropout": dropout, "loss": loss, "fusion": fusion, "adaptive_weights": adaptive_weights,
         "modality_score": modality_score, "graph_layer": graph_layer, "attention": attention, "paradigm": paradigm, "rank": rank,
         "dim": dim, "modal_dim": modal_dim, "relation_direction": relation_direction, "pseudo_refresh": pseudo_refresh, "iterative": iterative, "pseudo_pool": pseudo_pool, "pseudo_score": pseudo_score, "eval_every": eval_every, "patience": patience, "precision": precision,
@@ -110,7 +111,12 @@ def train_command(
 
 def result_table(result: TrainResult) -> Table:
     """Validation (and test) metrics of the selected model, with time taken."""
-    table = Table(title=f"run {result.run_dir.name}: selected epoch {result.selected_epoch} of {result.epochs_run}", title_justify="left")
+    if result.members:
+        epochs = ", ".join(f"{m.selected_epoch} of {m.epochs_run}" for m in result.members)
+        title = f"run {result.run_dir.name}: {len(result.members)} members, selected epochs {epochs}"
+    else:
+        title = f"run {result.run_dir.name}: selected epoch {result.selected_epoch} of {result.epochs_run}"
+    table = Table(title=title, title_justify="left")
     table.add_column("split")
     for column in ("H@1", "H@5", "H@10", "MRR", "MR", "count"):
         table.add_column(column, justify="right")
