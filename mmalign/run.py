@@ -2,7 +2,8 @@
 
 Layout (see docs/design.md): ``config.json``, ``pairs/{train,valid,test}.tsv``,
 ``checkpoint.safetensors`` + ``checkpoint.json``, ``best.safetensors``, ``metrics.jsonl``,
-``embeddings.safetensors``, ``summary.json``. ``runs/latest`` is a symlink to the newest run.
+``embeddings.safetensors``, ``summary.json``; an ensemble's members are run folders of their own
+in ``members/<k>/``. ``runs/latest`` is a symlink to the newest run.
 """
 
 from __future__ import annotations

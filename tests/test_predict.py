@@ -176,7 +176,7 @@ def test_evaluate_reproduces_training_test_metrics(tmp_path: Path) -> None:
     work = tmp_path / "work"
     ingest([pair.kg1, pair.kg2], work)
     options = TrainOptions(dim=16, modal_dim=16, rank=2, epochs=2, eval_every=2, min_epochs=0, iterative=False,
-                           lr=0.01, valid_fraction=0.2, precision="fp32")
+                           lr=0.01, valid_fraction=0.2, precision="fp32", members=1)
     result = train(work, pair.seeds, options, test=pair.test)
     assert evaluate(work, None, pair.test) == result.test
     predicted = predict(work, top_k=1)

@@ -22,7 +22,7 @@ from mmalign.workspace import Workspace
 from synthetic import make_pair
 
 SMALL = dict(dim=32, modal_dim=32, rank=4, epochs=60, eval_every=10, il_start=20, il_check=5, il_window=10,
-             min_epochs=60, lr=0.01, valid_fraction=0.2, precision="fp32")
+             min_epochs=60, lr=0.01, valid_fraction=0.2, precision="fp32", members=1)
 
 
 @pytest.fixture()
@@ -132,13 +132,14 @@ def test_an_interrupted_ensemble_resumes_its_unfinished_member(workspace, monkey
 
 
 def test_runs_saved_before_an_option_existed_resume_as_they_trained() -> None:
-    """Older config.json files lack pseudo_refresh, direct_dim and relation_direction; they accumulated
-    pairs, tied the width to dim and counted a relation's heads and tails in one column."""
+    """Older config.json files lack pseudo_refresh, direct_dim, relation_direction and members; they
+    accumulated pairs, tied the width to dim, counted a relation's heads and tails in one column and
+    trained one model."""
     from mmalign.train import saved_options
 
     old = saved_options({"dim": 300, "loss": "infonce", "not_an_option_any_more": 1})
     assert (old.pseudo_refresh, old.direct_dim, old.dim, old.loss) == (False, 300, 300, "infonce")
-    assert old.relation_direction == "merged"
+    assert old.relation_direction == "merged" and old.members == 1
     new = saved_options(asdict(TrainOptions()))
     assert new == TrainOptions()
 

@@ -26,7 +26,7 @@ def test_zh_en_learns_in_ten_epochs(shared_data: Path, tmp_path: Path) -> None:
     seeds, test = tmp_path / "seeds.tsv", tmp_path / "test.tsv"
     seeds.write_text("".join(links[i] + "\n" for i in order[:cut]), encoding="utf-8")
     test.write_text("".join(links[i] + "\n" for i in order[cut:]), encoding="utf-8")
-    options = TrainOptions(names="none", epochs=10, eval_every=10, min_epochs=0, iterative=False)
+    options = TrainOptions(names="none", epochs=10, eval_every=10, min_epochs=0, iterative=False, members=1)
     result = train(work, seeds, options, test=test)
     assert result.test["count"] == len(links) - cut
     assert result.test["hits@1"] >= MIN_TEST_H1_AFTER_10_EPOCHS, result.test

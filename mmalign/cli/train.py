@@ -43,7 +43,7 @@ def train_command(
     gpu: Optional[int] = typer.Option(None, "--gpu", help="Train on cuda:N (default: the CPU, all cores)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs [500]; early stopping may end sooner."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [2023]."),
-    members: Optional[int] = typer.Option(None, "--members", help="Models trained with seeds seed, seed+1, ...; their embeddings are concatenated [1]."),
+    members: Optional[int] = typer.Option(None, "--members", help="Models trained with seeds seed, seed+1, ...; their embeddings are concatenated (an ensemble; 1: one model, half the time) [2]."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of options (flags override it)."),
     resume_run: bool = typer.Option(False, "--resume", help="Continue the latest (or --run) interrupted run."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder for --resume (default: runs/latest)."),

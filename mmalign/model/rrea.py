@@ -41,9 +41,11 @@ class RREALayer(nn.Module):
         nn.init.xavier_uniform_(self.attention)
 
     def forward(self, x: torch.Tensor, graph: Graph, set_vectors: torch.Tensor) -> torch.Tensor:
-        projection = sddmm(graph.col_set, x, set_vectors)  # u_ij · x_j
         # index_select: plain indexing's backward sums repeated indices in a thread-dependent order.
+        # The relation-only score comes before the projection, as it always has: the order ops are
+        # built in sets the order their gradients are summed in, and with it the trained bits.
         if self.full:
+            projection = sddmm(graph.col_set, x, set_vectors)  # u_ij · x_j
             v_self, v_neighbour, v_relation = self.attention.view(3, -1, 1)
             per_set = (set_vectors @ torch.cat([v_relation, v_neighbour], dim=1)).index_select(0, graph.edge_set)
             scores = ((x @ v_self).squeeze(1).index_select(0, graph.rows)
@@ -51,6 +53,7 @@ class RREALayer(nn.Module):
                       - 2.0 * projection * per_set[:, 1] + per_set[:, 0])
         else:
             scores = (set_vectors @ self.attention).squeeze(1).index_select(0, graph.edge_set)
+            projection = sddmm(graph.col_set, x, set_vectors)  # u_ij · x_j
         beta = segment_softmax(scores, graph.rows, graph.n_entities)
         mixed = spmm(graph.adjacency, beta, x)
         # −2 folded into the edge values (E numbers) rather than applied to an N × d block.

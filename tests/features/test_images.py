@@ -378,7 +378,7 @@ def test_images_align_entities_that_structure_cannot_tell_apart(tmp_path: Path) 
     for modalities in (["relation", "attribute"], ["relation", "attribute", "image"]):
         options = TrainOptions(
             epochs=20, lr=5e-3, eval_every=10, min_epochs=0, iterative=False, dim=32, modal_dim=32,
-            precision="fp32", seed=0, modalities=modalities,
+            precision="fp32", seed=0, modalities=modalities, members=1,
         )
         result = train(work, seeds, options, valid=valid, test=test)
         assert ("image" in result.modalities) == ("image" in modalities)

@@ -284,7 +284,7 @@ def _named_random_pair(tmp_path: Path) -> tuple[SimpleNamespace, Path]:
 # Names are the only fused modality: a bag of random relations would be one more source of
 # noise. The structure branch and the global aggregation still run over the random graphs.
 SMALL = dict(dim=32, modal_dim=64, rank=4, epochs=40, eval_every=10, min_epochs=40, lr=0.01,
-             valid_fraction=0.2, precision="fp32", iterative=False, modalities=["name"])
+             valid_fraction=0.2, precision="fp32", iterative=False, modalities=["name"], members=1)
 
 
 def test_uninformative_structure_aligns_by_names_alone(tmp_path: Path) -> None:
