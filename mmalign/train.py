@@ -599,6 +599,10 @@ def _train_run(workspace: Workspace, splits: Splits, options: TrainOptions, run_
         member = replace(options, seed=options.seed + k, members=1)
         reporter.info(f"members/{k}: model {k + 1} of {options.members} (seed {member.seed})")
         members.append(_train_member(workspace, splits, member, folder, reporter, resuming=resuming))
+        # The finished member's final evaluation left free pages in the heap; handed back before
+        # the next member builds its graph and features, so the two do not stack (zh_en peak RSS
+        # at the hand-over: 2,037 MiB without this, in a sampled trace; 1,675 MiB for one model).
+        release_freed_memory()
     return _finish_ensemble(splits, options, run_dir, members)
 
 
