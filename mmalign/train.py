@@ -697,15 +697,26 @@ def _finish(trainer: Trainer, epochs_run: int, seconds: float) -> TrainResult:
 
 
 def _finish_ensemble(splits: Splits, options: TrainOptions, run_dir: Path, members: list[TrainResult]) -> TrainResult:
-    """Concatenate the members' embeddings; validation/test metrics, embeddings and summary of the whole."""
+    """Concatenate the members' embeddings; validation/test metrics, embeddings and summary of the whole.
+
+    The members' embeddings are copied one at a time into one N × ΣD matrix, normalised in
+    place: loading them all and concatenating per KG held three copies at once, and with the
+    test ranking on top the run's peak RSS rose above a single model's (zh_en: 1,963 MiB).
+    """
     release_freed_memory()
-    parts = [load_embeddings(member.run_dir) for member in members]
-    kg1 = torch.nn.functional.normalize(torch.cat([p[0] for p in parts], dim=1), dim=1)
-    kg2 = torch.nn.functional.normalize(torch.cat([p[1] for p in parts], dim=1), dim=1)
-    embeddings, n1 = torch.cat([kg1, kg2]), len(kg1)
+    embeddings, n1 = None, 0
+    for k, member in enumerate(members):
+        kg1, kg2 = load_embeddings(member.run_dir)
+        if embeddings is None:
+            n1, width = len(kg1), kg1.shape[1]
+            embeddings = torch.empty(n1 + len(kg2), width * len(members))
+        embeddings[:n1, k * width : (k + 1) * width] = kg1
+        embeddings[n1:, k * width : (k + 1) * width] = kg2
+        del kg1, kg2
+    embeddings.div_(torch.linalg.vector_norm(embeddings, dim=1, keepdim=True).clamp_min_(1e-12))
     valid = validate_pairs(embeddings, splits, n1, len(embeddings), options.csls)
     test = evaluate_pairs(embeddings, splits.test, options.csls) if splits.test is not None else None
-    atomic_save_tensors(run_dir / "embeddings.safetensors", {"kg1": kg1, "kg2": kg2})
+    atomic_save_tensors(run_dir / "embeddings.safetensors", {"kg1": embeddings[:n1], "kg2": embeddings[n1:]})
     seconds, epochs = sum(m.seconds for m in members), sum(m.epochs_run for m in members)
     summary = {
         "members": [{"seed": options.seed + k, **read_json(m.run_dir / "summary.json")} for k, m in enumerate(members)],
