@@ -85,8 +85,8 @@ class TrainOptions:
     loss: str = "nhs"  # nhs | infonce (the paper's) | infonce_sym | icl
     seed: int = 2023
     # Independently seeded models whose embeddings are concatenated (an ensemble; see _train_run).
-    # Two members: DBP15K test H@1 0.811 / 0.814 against single runs' 0.79 on zh_en / ja_en, at
-    # twice the training time (README, Benchmarks).
+    # Two members: DBP15K test H@1 0.804 / 0.811 against one model's 0.789 / 0.789 on zh_en /
+    # ja_en, at twice the training time (README, Benchmarks).
     members: int = 2
     valid_fraction: float = 0.1
     eval_every: int = 10
@@ -585,7 +585,7 @@ def _train_run(workspace: Workspace, splits: Splits, options: TrainOptions, run_
     their initialisation and sampling; each is a whole run of its own in ``members/<k>/``,
     selected on validation. Concatenating unit-length embeddings averages the members'
     cosines, and independent members err on different pairs: on DBP15K two members add
-    about a point of test H@1 at twice the training time (README, Training).
+    1.5-2 points of test H@1 at twice the training time (README, Benchmarks).
     """
     if options.members == 1:
         return _train_member(workspace, splits, options, run_dir, reporter, resuming=resuming)
