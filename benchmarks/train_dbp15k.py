@@ -53,7 +53,7 @@ def random_split(links: Path, share: float, seed: int, out: Path) -> tuple[Path,
     return seeds, test
 
 
-def _epochs(value: int | list[int]) -> str:
+def epoch_cell(value: int | list[int]) -> str:
     """An epoch count, or an ensemble's members' counts as "150 + 140"."""
     return " + ".join(map(str, value)) if isinstance(value, list) else str(value)
 
@@ -92,8 +92,8 @@ def main() -> None:
                 test_metrics = summary["test"]
                 runs.append((test_metrics["hits@1"], test_metrics["hits@10"], test_metrics["mrr"]))
                 label = setting if seed is None else f"{setting}, seed {seed}"
-                rows.append(f"| {name} | {label} | {runs[-1][0]:.3f} | {runs[-1][1]:.3f} | {runs[-1][2]:.3f} | {_epochs(summary['selected_epoch'])} "
-                            f"| {_epochs(summary['epochs_run'])} | {summary['seconds_per_epoch']:.2f} | {seconds:.0f} | {rss:.0f} |")
+                rows.append(f"| {name} | {label} | {runs[-1][0]:.3f} | {runs[-1][1]:.3f} | {runs[-1][2]:.3f} | {epoch_cell(summary['selected_epoch'])} "
+                            f"| {epoch_cell(summary['epochs_run'])} | {summary['seconds_per_epoch']:.2f} | {seconds:.0f} | {rss:.0f} |")
             if len(runs) > 1:
                 mean, sd = np.mean(runs, axis=0), np.std(runs, axis=0, ddof=1)
                 cells = " | ".join(f"{m:.3f} ± {d:.3f}" for m, d in zip(mean, sd))
