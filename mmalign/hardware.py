@@ -1,0 +1,151 @@
+"""What the machine can do, found out at run time: the precision of the big products, and the
+machine line printed above every benchmark table.
+
+bfloat16 halves memory traffic and, where the hardware multiplies it natively (CUDA GPUs from
+Ampere on; CPUs with AVX512_BF16 or AMX), runs the big dense products two to three times
+faster than float32. Where it does not (AVX2-only CPUs, most laptops and many servers), torch
+emulates it and the same product is tens of times *slower*. A default therefore cannot be a
+fixed dtype: ``auto`` picks bfloat16 only where the hardware has it natively and a probe of a
+small matrix product in both dtypes confirms it is faster, float32 everywhere else, and says
+why. The choice is made once per process and device.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "bf16", "fp32")
+"""Values of ``--precision``: ``auto`` resolves to one of the other two."""
+
+PROBE_SHAPE = (1024, 256, 1024)
+"""(rows, inner, columns) of the probe's product: the loss's and the search's shape class, small
+enough that both dtypes together take well under a second even where bfloat16 is emulated."""
+
+PROBE_MIN_SPEEDUP = 1.2
+"""bfloat16 must beat float32 by this factor in the probe to be chosen: it also costs accuracy
+(8 mantissa bits), which is only worth paying for a clear gain."""
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a run computes its big products in, and why (stored in config.json)."""
+
+    requested: str
+    chosen: str  # bf16 | fp32
+    why: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.chosen == "bf16" else torch.float32
+
+    def as_dict(self) -> dict[str, str]:
+        return {"requested": self.requested, "chosen": self.chosen, "why": self.why}
+
+
+def choose_precision(requested: str, device: torch.device) -> PrecisionChoice:
+    """Resolve ``--precision`` for ``device``; ``bf16``/``fp32`` are kept as asked.
+
+    Raises ValueError for a value outside :data:`PRECISIONS` (the config validates earlier).
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r} (choose {', '.join(PRECISIONS)})")
+    if requested != "auto":
+        return PrecisionChoice(requested, requested, "asked for")
+    chosen, why = _auto_precision(str(device))
+    return PrecisionChoice(requested, chosen, why)
+
+
+@functools.cache
+def _auto_precision(device: str) -> tuple[str, str]:
+    """(chosen, why) for a device; cached, so the probe runs at most once per process and device."""
+    target = torch.device(device)
+    if target.type == "cuda":
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return "bf16", f"{torch.cuda.get_device_name(target)} multiplies bfloat16 natively"
+        return "fp32", f"{torch.cuda.get_device_name(target)} has no native bfloat16"
+    if target.type != "cpu":
+        return "fp32", f"no bfloat16 rule for device type {target.type!r}"
+    native = native_cpu_bf16()
+    if not native:
+        return "fp32", f"CPU capability {torch.backends.cpu.get_cpu_capability()} has no native bfloat16"
+    fp32, bf16 = probe_seconds(torch.float32), probe_seconds(torch.bfloat16)
+    speedup = fp32 / bf16
+    if speedup >= PROBE_MIN_SPEEDUP:
+        return "bf16", f"CPU has {native}; probe: bfloat16 {speedup:.1f}x faster than float32"
+    return "fp32", f"CPU has {native}, but probe: bfloat16 only {speedup:.2f}x float32's speed"
+
+
+def native_cpu_bf16() -> str:
+    """The CPU feature that multiplies bfloat16 natively (``AMX``, ``AVX512_BF16``), or ''.
+
+    torch's private feature checks are used where they exist (x86); elsewhere nothing is
+    claimed and ``auto`` stays with float32.
+    """
+    cpu = torch.cpu
+    for name, check in (("AMX", "_is_amx_tile_supported"), ("AVX512_BF16", "_is_avx512_bf16_supported")):
+        probe = getattr(cpu, check, None)
+        if probe is not None and probe():
+            return name
+    return ""
+
+
+def probe_seconds(dtype: torch.dtype, repeats: int = 3) -> float:
+    """Best of ``repeats`` timings of the probe product on the CPU in ``dtype``, after a warm-up."""
+    rows, inner, columns = PROBE_SHAPE
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(rows, inner, generator=generator).to(dtype)
+    b = torch.randn(inner, columns, generator=generator).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def source_commit() -> str:
+    """The checkout's commit (short, ``+dirty`` when changed), or ``unknown`` outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if commit.returncode != 0:
+        return "unknown"
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def machine_line(precision: str | None = None, threads: int | None = None) -> str:
+    """One line naming what a figure was measured on: put it above every table.
+
+    ``precision``: the run's (``auto`` is resolved for the CPU); ``threads``: the thread count
+    the measured process used (default: this process's torch threads).
+    """
+    if precision is None or precision == "auto":
+        choice = choose_precision("auto", torch.device("cpu"))
+        precision = f"auto -> {choice.chosen}"
+    gpu = ""
+    if torch.cuda.is_available():
+        gpu = f" · GPU {torch.cuda.get_device_name(0)}"
+    return (f"machine: {cpu_model()} · torch {torch.__version__} CPU capability {torch.backends.cpu.get_cpu_capability()}"
+            f" · {threads or torch.get_num_threads()} threads · precision {precision}{gpu} · commit {source_commit()}")
