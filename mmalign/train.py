@@ -28,6 +28,7 @@ from mmalign.features import REGISTERED_MODALITIES
 from mmalign.features.base import REGISTRY, FeatureContext, ModalityFeatures
 from mmalign.features.names import name_encoders
 from mmalign.graph import Graph, build_graph
+from mmalign.hardware import PRECISIONS, PrecisionChoice, choose_precision
 from mmalign.metrics import hits_mrr
 from mmalign.model.encoders import prepare_input
 from mmalign.model.loginmea import LoginMEA, ModelConfig
@@ -109,7 +110,10 @@ class TrainOptions:
     # zh_en test H@1 0.779 against 0.765 for adding (same run otherwise; README, Training).
     pseudo_refresh: bool = True
     pseudo_score: str = "csls"  # cosine | csls (with k = csls) for the mutual-nearest-neighbour search
-    precision: str = "bf16"  # bf16 | fp32 for the big dense products: loss, fusion, pseudo-pair search
+    # The big dense products (loss, fusion, pseudo-pair search): auto takes bfloat16 only where
+    # the hardware multiplies it natively and a probe finds it faster (mmalign.hardware); an
+    # emulated bfloat16 product is ~40x slower than float32 on an AVX2-only CPU.
+    precision: str = "auto"  # auto | bf16 | fp32
     modalities: list[str] = field(default_factory=lambda: list(REGISTERED_MODALITIES))
     bag_size: int = 1000
     relation_values: str | None = None  # count | binary; None: the variant's
@@ -151,7 +155,8 @@ class TrainOptions:
                                       ("relation direction", self.relation_direction, ("merged", "split")),
                                       ("relation values", self.relation_values, ("count", "binary")),
                                       ("pseudo-pair score", self.pseudo_score, ("cosine", "csls")),
-                                      ("RREA attention", self.attention, ("relation", "full"))):
+                                      ("RREA attention", self.attention, ("relation", "full")),
+                                      ("precision", self.precision, PRECISIONS)):
             if value is not None and value not in choices:  # None: the variant's, filled below
                 raise MMAlignError(f"unknown {label} {value!r} (choose {' or '.join(choices)})")
         for flag, value, least in (("--batch-size", self.batch_size, 1), ("--max-pairs", self.max_pairs, 0), ("--members", self.members, 1),
@@ -323,7 +328,8 @@ class Trainer:
 
     def __init__(self, workspace: Workspace, splits: Splits, options: TrainOptions, run_dir: Path, reporter: Reporter = SILENT) -> None:
         self.workspace, self.splits, self.options, self.run_dir, self.reporter = workspace, splits, options, run_dir, reporter
-        self.device = resolve_device(None if options.device == "cpu" else torch.device(options.device).index or 0)
+        self.device = _device(options)
+        self.precision = choose_precision(options.precision, self.device)
         seed_everything(options.seed)
         triples, n_relations = global_triples(workspace)
         self.n1 = len(workspace.kg1.entities)
@@ -333,7 +339,8 @@ class Trainer:
         self.graph = graph.to(self.device)
         self.inputs = [prepare_input(f.matrix, self.device) for f in self.features]
         direct = [m for m, f in enumerate(self.features) if f.shared_space]
-        self.model = LoginMEA(options.model_config(), [f.dim for f in self.features], self.n_entities, n_relations, direct).to(self.device)
+        config = replace(options.model_config(), precision=self.precision.chosen)
+        self.model = LoginMEA(config, [f.dim for f in self.features], self.n_entities, n_relations, direct).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         self.loss_fn = LOSSES[options.loss]
         self.epoch = 0
@@ -374,7 +381,7 @@ class Trainer:
         # instead zero-fills and adds a whole table-sized gradient per chunk and side (measured:
         # 5-9% of a late DBP15K step, and ~190 MiB of peak RSS).
         source = table.detach()
-        source = source.bfloat16() if self.options.precision == "bf16" else source
+        source = source.to(self.precision.dtype)
         grad = torch.zeros_like(table)
         total = 0.0
         for start in range(0, len(local), self.options.batch_size):
@@ -443,7 +450,7 @@ class Trainer:
         if len(left) == 0 or len(right) == 0:
             return
         csls_k = o.csls if o.pseudo_score == "csls" else 0
-        rows, cols = mutual_nearest(embeddings[left], embeddings[right], precision=o.precision, csls_k=csls_k)
+        rows, cols = mutual_nearest(embeddings[left], embeddings[right], precision=self.precision.chosen, csls_k=csls_k)
         found = set(zip(left[rows.numpy()].tolist(), right[cols.numpy()].tolist()))
         window_start = (epoch - o.il_check) % o.il_window == 0
         self.candidates = found if window_start or not self.candidates else self.candidates & found
@@ -540,9 +547,16 @@ class Trainer:
         return self.epoch - start_epoch, time.perf_counter() - started
 
 
-def _config(workspace: Workspace, options: TrainOptions, seeds: Path, valid: Path | None, test: Path | None) -> dict[str, Any]:
+def _device(options: TrainOptions) -> torch.device:
+    """The run's device, checked (a missing GPU is a user error before anything is written)."""
+    return resolve_device(None if options.device == "cpu" else torch.device(options.device).index or 0)
+
+
+def _config(workspace: Workspace, options: TrainOptions, seeds: Path, valid: Path | None, test: Path | None,
+            precision: PrecisionChoice) -> dict[str, Any]:
     return {
         "options": asdict(options),
+        "precision": precision.as_dict(),
         "seeds": str(Path(seeds).resolve()),
         "valid": str(Path(valid).resolve()) if valid else None,
         "test": str(Path(test).resolve()) if test else None,
@@ -570,9 +584,13 @@ def train(
                          seed=options.seed, skip_unknown=skip_unknown, reporter=reporter)
     if options.pseudo_pool == "test" and splits.test is None:
         raise MMAlignError("--pseudo-pool test needs --test")
+    precision = choose_precision(options.precision, _device(options))
+    reporter.info(f"precision: {precision.chosen} ({precision.why})")
+    # The options saved are those the run computes with, so a resume elsewhere repeats it.
+    options = replace(options, precision=precision.chosen)
     run_dir = new_run(Path(workdir))
     reporter.info(f"run folder: {run_dir}")
-    atomic_write_json(run_dir / "config.json", _config(workspace, options, seeds, valid, test))
+    atomic_write_json(run_dir / "config.json", _config(workspace, options, seeds, valid, test, precision))
     _write_split_files(run_dir, workspace, splits)
     return _train_run(workspace, splits, options, run_dir, reporter, resuming=False)
 

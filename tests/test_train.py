@@ -59,6 +59,17 @@ def test_isomorphic_graphs_align_perfectly(workspace) -> None:
     assert [e["epoch"] for e in evaluations if e["split"] == "valid"] == [10, 20, 30, 40, 50, 60]
 
 
+def test_config_records_the_precision_chosen_and_why(workspace) -> None:
+    work, pair = workspace
+    reporter = RecordingReporter()
+    result = train(work, pair.seeds, TrainOptions(**dict(SMALL, epochs=2, min_epochs=0, precision="auto")), reporter=reporter)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    chosen = config["precision"]["chosen"]
+    assert config["precision"]["requested"] == "auto" and chosen in ("bf16", "fp32") and config["precision"]["why"]
+    assert config["options"]["precision"] == chosen  # what the run computed with, so a resume repeats it
+    assert any(line.startswith(f"precision: {chosen} (") for line in reporter.infos)
+
+
 def test_same_seed_gives_identical_embeddings(workspace) -> None:
     work, pair = workspace
     options = dict(SMALL, epochs=12, min_epochs=0)
@@ -175,7 +186,8 @@ def test_bad_seed_files_exit_2_with_one_line(workspace, tmp_path: Path, content:
     [("--loss", "hinge", "unknown loss 'hinge'"), ("--pseudo-pool", "dev", "unknown pseudo-pair pool 'dev'"),
      ("--pseudo-score", "l2", "unknown pseudo-pair score 'l2'"), ("--attention", "gat", "unknown RREA attention 'gat'"), ("--names", "all", "unknown names mode 'all'"),
      ("--name-encoder", "char+foo", "unknown name encoder 'char+foo'"),
-     ("--batch-size", "0", "--batch-size must be at least 1"), ("--members", "0", "--members must be at least 1"), ("--pseudo-per-seed", "-1", "--pseudo-per-seed must be at least 0")],
+     ("--batch-size", "0", "--batch-size must be at least 1"), ("--members", "0", "--members must be at least 1"), ("--pseudo-per-seed", "-1", "--pseudo-per-seed must be at least 0"),
+     ("--precision", "fp23", "unknown precision 'fp23'")],
 )
 def test_bad_options_exit_2_before_a_run_folder_exists(workspace, flag: str, value: str, message: str) -> None:
     work, pair = workspace

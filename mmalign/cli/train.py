@@ -73,7 +73,7 @@ def train_command(
     pseudo_refresh: Optional[bool] = typer.Option(None, "--pseudo-refresh/--pseudo-accumulate", help="Each window's pseudo pairs replace the last (refresh) or join them for good (the authors' code) [refresh]."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Epochs between validations [10]."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Validations without improvement before stopping [5]."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="bf16 or fp32 for the big dense products (loss, fusion, search) [bf16]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Precision of the big dense products (loss, fusion, search): auto (bf16 only where the hardware has it natively and it probes faster), bf16 or fp32 [auto]."),
     names: Optional[str] = typer.Option(None, "--names", help="Name modality: none (the paper), recorded or recorded+iri [recorded+iri]."),
     name_encoder: Optional[str] = typer.Option(None, "--name-encoder", help="char, sbert:PATH_OR_PACKAGE, or both: char+sbert (each its own modality) [char]."),
     names_file: Optional[Path] = typer.Option(None, "--names-file", help="Extra names: entity<TAB>name for either KG."),
