@@ -69,6 +69,24 @@ def _best_exact(queries: torch.Tensor, others: torch.Tensor, radii: torch.Tensor
     return best[: len(queries)]
 
 
+def _fold_in_other_side(best: torch.Tensor, key: torch.Tensor, other_values: torch.Tensor, other_index: torch.Tensor,
+                        radii: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Improve each query's best with the candidates the other side's lists hold.
+
+    Row ``t`` of the other side's lists names queries ``other_index[t]`` at cosines
+    ``other_values[t]`` towards target ``t``, whose CSLS key is ``2 s − radii[t]``; a query may
+    be in a target's list without the target being in its own. Ties go to the lower target.
+    """
+    keys = (2 * other_values - radii[:, None]).flatten()
+    queries = other_index.flatten()
+    targets = torch.arange(len(other_values)).repeat_interleave(other_values.shape[1])
+    top = torch.full_like(key, float("-inf")).scatter_reduce(0, queries, keys, "amax")
+    at_top = keys == top[queries]
+    lowest = torch.full_like(best, torch.iinfo(torch.int64).max).scatter_reduce(0, queries[at_top], targets[at_top], "amin")
+    better = (top > key) | ((top == key) & (lowest < best))
+    return torch.where(better, lowest, best), torch.where(better, top, key)
+
+
 def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024, precision: str = "bf16",
                    csls_k: int = 0, candidates: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Index pairs ``(i, j)`` where ``j`` is i's nearest right row and ``i`` is j's nearest left row.
@@ -76,10 +94,13 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024
     Rows must be L2-normalised (cosine = dot product). ``csls_k`` > 0 ranks by CSLS instead.
 
     One pass over the similarities keeps each row's and each column's ``candidates`` best
-    cosines (and gives the CSLS radii); the CSLS best is picked among them. That is exact when
-    the best key beats what any other entry could reach, ``2 s_(m) − min r`` (s_(m): the row's
-    lowest kept cosine); the few rows and columns where it does not are searched again in full.
-    A second full pass, as a plain two-pass CSLS search takes, costs as much as the first.
+    cosines (and gives the CSLS radii); the CSLS best is picked among the pairs either list
+    holds. That is exact when the best key beats what any pair in neither list could reach:
+    such a pair ``(i, j)`` has ``s_ij`` at most column j's ``candidates``-th cosine, hence at
+    most its radius ``r_j`` (a mean of its top ``csls_k`` ≤ ``candidates``), so its key
+    ``2 s_ij − r_j ≤ s_ij`` is at most row i's lowest kept cosine. The few rows and columns
+    whose best does not beat that bound are searched again in full; a second full pass, as a
+    plain two-pass CSLS search takes, costs as much as the first.
     """
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     m = max(candidates, csls_k) if csls_k else 1  # plain cosine: the best is the top-1
@@ -90,12 +111,15 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024
     best_right, row_key = _best_candidates(row_values, row_index, r_right)
     best_left, col_key = _best_candidates(col_values, col_index, r_left)
     if csls_k:
-        # Outside the kept ones, a column's key is at most 2 s_(m) − min r: refine where not beaten.
-        for best, key, values, radii, queries, others in ((best_right, row_key, row_values, r_right, left, right),
-                                                          (best_left, col_key, col_values, r_left, right, left)):
-            unsure = torch.nonzero(key <= 2 * values[:, -1] - radii.min()).flatten()
-            if len(unsure):
-                best[unsure] = _best_exact(queries[unsure], others, radii, block, dtype)
+        best_right, row_key = _fold_in_other_side(best_right, row_key, col_values, col_index, r_right)
+        best_left, col_key = _fold_in_other_side(best_left, col_key, row_values, row_index, r_left)
+        # Pairs in neither list exist only when neither side's lists hold everything.
+        if row_values.shape[1] < len(right) and col_values.shape[1] < len(left):
+            for best, key, values, radii, queries, others in ((best_right, row_key, row_values, r_right, left, right),
+                                                              (best_left, col_key, col_values, r_left, right, left)):
+                unsure = torch.nonzero(key <= values[:, -1]).flatten()
+                if len(unsure):
+                    best[unsure] = _best_exact(queries[unsure], others, radii, block, dtype)
     mutual = best_left[best_right] == torch.arange(len(left))
     left_idx = torch.nonzero(mutual).flatten()
     return left_idx, best_right[left_idx]

@@ -260,16 +260,17 @@ def test_chunked_step_gradient_equals_one_backward_of_the_summed_loss(workspace)
     """The step differentiates each chunk on its own rows; the model must get the plain gradient."""
     trainer, splits = _trainer(workspace, batch_size=7)
     options = trainer.options
-    assert len(splits.train) > 2 * options.batch_size  # several chunks, one of them partial
+    assert len(splits.train) > 2 * options.batch_size and len(splits.train) % options.batch_size  # several chunks, uneven
     generator = copy.deepcopy(trainer.generator)
     trainer.optimizer.step = lambda: None  # keep the parameters, read the gradients
     trainer.step()
     got = [p.grad.clone() for p in trainer.model.parameters()]
 
     trainer.model.zero_grad(set_to_none=True)
-    pairs = torch.from_numpy(splits.train[generator.permutation(len(splits.train))])
+    pairs = splits.train[generator.permutation(len(splits.train))]
     table = torch.cat(trainer.model.forward_blocks(trainer.inputs, trainer.graph), dim=1)
-    loss = sum(trainer.loss_fn(table[chunk[:, 0]], table[chunk[:, 1]], options.tau) for chunk in pairs.split(options.batch_size))
+    chunks = np.array_split(pairs, -(-len(pairs) // options.batch_size))  # as even as they come, none over the batch size
+    loss = sum(trainer.loss_fn(table[chunk[:, 0]], table[chunk[:, 1]], options.tau) for chunk in map(torch.from_numpy, chunks))
     loss.backward()
     for a, p in zip(got, trainer.model.parameters()):
         assert torch.allclose(a, p.grad, atol=1e-6, rtol=1e-4)
