@@ -32,6 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # benchmark this checkout, installed or not
 
+from mmalign.hardware import machine_line  # noqa: E402
 from mmalign.report import Reporter, Task  # noqa: E402
 
 
@@ -111,6 +112,7 @@ def main() -> None:
     passed += ["--workers", str(args.workers)] if args.workers is not None else []
     passed += ["--gpu", str(args.gpu)] if args.gpu is not None else []
     device = f"cuda:{args.gpu}" if args.gpu is not None else f"cpu ({os.cpu_count()} cores)"
+    print(machine_line("fp32 (timm features)"))
     print(f"{args.images} JPEGs at 224 px, batch {args.batch}, random weights, no cache, {device}")
     print(f"{'model':<12}{'images':>8}{'seconds':>9}{'images/s':>10}{'workers':>9}{'peak RSS MB':>13}{'worker RSS MB':>15}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # benchmark this checkout, installed or not
+from mmalign.hardware import machine_line  # noqa: E402
 DATASETS = {
     "db15k-fb15k237": ["db15k-fb15k237/kg1-dbpedia", "db15k-fb15k237/kg2-freebase"],
     "dbp15k/zh_en": ["dbp15k/zh_en"],
@@ -57,10 +59,11 @@ def main() -> None:
             seconds, peak = run(command)
             again, _ = run(command)
         rows.append((name, seconds, peak, again))
+    print(machine_line("n/a (no dense products)"))
     print(f"| dataset | ingest s | peak RSS MB | re-run (up to date) s |\n| --- | ---: | ---: | ---: |")
     for name, seconds, peak, again in rows:
         print(f"| {name} | {seconds:.1f} | {peak:.0f} | {again:.1f} |")
-    print(f"\n{GOAL}; {os.cpu_count()} CPUs here")
+    print(f"\n{GOAL}")
 
 
 if __name__ == "__main__":

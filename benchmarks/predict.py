@@ -133,7 +133,9 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_size(args.one, args.dim[0], args.csls[0], args.backend)))
         return
-    print(f"# {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    from mmalign.hardware import machine_line
+
+    print(f"# {machine_line('fp32 (search)')}; load average {os.getloadavg()[0]:.1f} at start", flush=True)
     if args.run:
         command_table([(str(args.run), args.workdir, args.run)], args.csls)
     elif args.dbp15k:

@@ -29,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mmalign.hardware import machine_line  # noqa: E402  (the checkout's, not an installed copy)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,9 +56,14 @@ def random_split(links: Path, share: float, seed: int, out: Path) -> tuple[Path,
     return seeds, test
 
 
-def epoch_cell(value: int | list[int]) -> str:
-    """An epoch count, or an ensemble's members' counts as "150 + 140"."""
-    return " + ".join(map(str, value)) if isinstance(value, list) else str(value)
+def epoch_cell(summary: dict, key: str) -> str:
+    """A run's members' ``key`` epochs from its summary.json: "150", or "150 + 140" for two."""
+    return " + ".join(str(member[key]) for member in summary["members"])
+
+
+def threads() -> int:
+    """The thread count of the ``mmalign`` children: theirs unless OMP_NUM_THREADS says otherwise."""
+    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
 
 
 def main() -> None:
@@ -89,19 +97,21 @@ def main() -> None:
                 print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
                 seconds, rss = child(command)
                 summary = json.loads((work / "runs" / "latest" / "summary.json").read_text())
+                precision = f"{summary['precision']['requested']} -> {summary['precision']['chosen']}"
                 test_metrics = summary["test"]
                 runs.append((test_metrics["hits@1"], test_metrics["hits@10"], test_metrics["mrr"]))
                 label = setting if seed is None else f"{setting}, seed {seed}"
-                rows.append(f"| {name} | {label} | {runs[-1][0]:.3f} | {runs[-1][1]:.3f} | {runs[-1][2]:.3f} | {epoch_cell(summary['selected_epoch'])} "
-                            f"| {epoch_cell(summary['epochs_run'])} | {summary['seconds_per_epoch']:.2f} | {seconds:.0f} | {rss:.0f} |")
+                rows.append(f"| {name} | {label} | {runs[-1][0]:.3f} | {runs[-1][1]:.3f} | {runs[-1][2]:.3f} | {epoch_cell(summary, 'selected_epoch')} "
+                            f"| {epoch_cell(summary, 'epochs_run')} | {summary['seconds_per_epoch']:.2f} | {seconds:.0f} | {rss:.0f} |")
             if len(runs) > 1:
                 mean, sd = np.mean(runs, axis=0), np.std(runs, axis=0, ddof=1)
                 cells = " | ".join(f"{m:.3f} ± {d:.3f}" for m, d in zip(mean, sd))
                 rows.append(f"| {name} | {setting}, mean ± sd of {len(runs)} seeds | {cells} | | | | | |")
+    print(machine_line(precision, threads()))
     print("| dataset | setting | H@1 | H@10 | MRR | selected epoch | epochs run | s/epoch | total s | peak RSS MB |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
-    print(f"\n{os.cpu_count()} CPUs; extra args: {shlex.join(args.extra) or '(none)'}")
+    print(f"\nextra args: {shlex.join(args.extra) or '(none)'}")
 
 
 if __name__ == "__main__":

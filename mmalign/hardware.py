@@ -21,8 +21,16 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "bf16", "fp32")
-"""Values of ``--precision``: ``auto`` resolves to one of the other two."""
+from mmalign.settings import Choice
+
+
+class Precision(Choice):
+    """``--precision``: ``auto`` resolves to one of the other two (:func:`choose_precision`)."""
+
+    AUTO = "auto"
+    BF16 = "bf16"
+    FP32 = "fp32"
+
 
 PROBE_SHAPE = (1024, 256, 1024)
 """(rows, inner, columns) of the probe's product: the loss's and the search's shape class, small
@@ -52,10 +60,9 @@ class PrecisionChoice:
 def choose_precision(requested: str, device: torch.device) -> PrecisionChoice:
     """Resolve ``--precision`` for ``device``; ``bf16``/``fp32`` are kept as asked.
 
-    Raises ValueError for a value outside :data:`PRECISIONS` (the config validates earlier).
+    An unknown value is an MMAlignError naming the choices (the config checks it earlier).
     """
-    if requested not in PRECISIONS:
-        raise ValueError(f"unknown precision {requested!r} (choose {', '.join(PRECISIONS)})")
+    requested = Precision.parse(requested, "precision").value
     if requested != "auto":
         return PrecisionChoice(requested, requested, "asked for")
     chosen, why = _auto_precision(str(device))

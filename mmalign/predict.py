@@ -26,6 +26,7 @@ from mmalign.metrics import hits_mrr
 from mmalign.pairs import read_pairs as read_gold
 from mmalign.report import SILENT, Reporter
 from mmalign.run import load_embeddings, read_json, read_pairs, resolve_run
+from mmalign.training.config import TrainConfig
 from mmalign.workspace import Workspace
 
 DEFAULT_CSLS = 3
@@ -210,7 +211,7 @@ def _open(workdir: Path, run: Path | None) -> tuple[Path, Workspace, torch.Tenso
 def _csls(config: dict[str, Any], csls_k: int | None) -> int:
     """``csls_k``, or the run's CSLS setting when None."""
     if csls_k is None:
-        return int(config.get("options", {}).get("csls", DEFAULT_CSLS))
+        return TrainConfig.load(config).selection.csls if ("config" in config or "options" in config) else DEFAULT_CSLS
     if csls_k < 0:
         raise MMAlignError(f"--csls must be 0 (cosine) or positive, got {csls_k}")
     return csls_k

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mmalign import hardware
+from mmalign.errors import MMAlignError
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +21,7 @@ def test_explicit_precisions_are_kept_and_unknown_ones_refused() -> None:
     cpu = torch.device("cpu")
     assert hardware.choose_precision("bf16", cpu).chosen == "bf16"
     assert hardware.choose_precision("fp32", cpu).dtype == torch.float32
-    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+    with pytest.raises(MMAlignError, match="unknown precision 'fp16'"):
         hardware.choose_precision("fp16", cpu)
 
 

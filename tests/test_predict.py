@@ -19,7 +19,7 @@ from mmalign.ingest import ingest
 from mmalign.predict import Direction, evaluate, predict
 from mmalign.atomic import atomic_write_json
 from mmalign.run import atomic_save_tensors, new_run, write_pairs
-from mmalign.train import TrainOptions, train
+from mmalign.training import TrainConfig, train
 from synthetic import make_pair
 
 N = 30
@@ -45,11 +45,11 @@ def make_workdir(root: Path, n: int) -> Path:
     kg1 = torch.nn.functional.normalize(base + 0.05 * torch.randn(n, 16, generator=g), dim=1)
     kg2 = torch.nn.functional.normalize(base + 0.05 * torch.randn(n, 16, generator=g), dim=1)
     run = new_run(work)
-    atomic_write_json(run / "config.json", {"options": {"csls": 3}, "data": ws.manifest["sources"]})
+    atomic_write_json(run / "config.json", {"config": TrainConfig.build({"csls": 3}).to_dict(), "data": ws.manifest["sources"]})
     atomic_save_tensors(run / "embeddings.safetensors", {"kg1": kg1, "kg2": kg2})
     write_pairs(run / "pairs" / "train.tsv", SEEDS)
     write_pairs(run / "pairs" / "valid.tsv", VALID)
-    atomic_write_json(run / "summary.json", {"selected_epoch": 1, "test": TEST_METRICS})
+    atomic_write_json(run / "summary.json", {"format": 2, "members": [], "test": TEST_METRICS})
     return work
 
 
@@ -175,8 +175,8 @@ def test_evaluate_reproduces_training_test_metrics(tmp_path: Path) -> None:
     pair = make_pair(tmp_path / "data")
     work = tmp_path / "work"
     ingest([pair.kg1, pair.kg2], work)
-    options = TrainOptions(dim=16, modal_dim=16, rank=2, epochs=2, eval_every=2, min_epochs=0, iterative=False,
-                           lr=0.01, valid_fraction=0.2, precision="fp32", members=1)
+    options = TrainConfig.build(dict(dim=16, modal_dim=16, rank=2, epochs=2, eval_every=2, min_epochs=0, iterative=False,
+                                     lr=0.01, valid_fraction=0.2, precision="fp32", members=1))
     result = train(work, pair.seeds, options, test=pair.test)
     assert evaluate(work, None, pair.test) == result.test
     predicted = predict(work, top_k=1)

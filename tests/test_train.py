@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +14,24 @@ from typer.testing import CliRunner
 
 from mmalign.cli import app
 from mmalign.errors import MMAlignError
+from mmalign.hardware import choose_precision
 from mmalign.ingest import ingest
+from mmalign.model.loginmea import LoginMEA
 from mmalign.report import SILENT, RecordingReporter
-from mmalign.train import Splits, Trainer, TrainOptions, make_splits, resume, train
+from mmalign.training import TrainConfig, resume, train
+from mmalign.training.inputs import build_inputs
+from mmalign.training.loop import Trainer
+from mmalign.training.splits import Splits, make_splits
 from mmalign.workspace import Workspace
 from synthetic import make_pair
 
-SMALL = dict(dim=32, modal_dim=32, rank=4, epochs=60, eval_every=10, il_start=20, il_check=5, il_window=10,
+SMALL = dict(dim=32, modal_dim=32, rank=4, epochs=60, eval_every=10, start=20, check_every=5, window=10,
              min_epochs=60, lr=0.01, valid_fraction=0.2, precision="fp32", members=1)
+
+
+def config(**settings: object) -> TrainConfig:
+    """The SMALL settings with ``settings`` on top."""
+    return TrainConfig.build({**SMALL, **settings})
 
 
 @pytest.fixture()
@@ -34,47 +43,53 @@ def workspace(tmp_path: Path):
 
 
 def _trainer(workspace, **overrides) -> tuple[Trainer, Splits]:
-    """A Trainer on the generated pair with the SMALL options (plus ``overrides``), not yet trained."""
+    """A Trainer on the generated pair with the SMALL settings (plus ``overrides``), not yet trained."""
     work, pair = workspace
     ws = Workspace.open(work)
-    options = TrainOptions(**{**SMALL, **overrides}).resolved()
+    settings = config(**overrides).resolved()
     splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
-    return Trainer(ws, splits, options, work / "scratch", SILENT), splits
+    cpu = torch.device("cpu")
+    inputs = build_inputs(ws, settings.features, settings.seed, cpu, SILENT)
+    model = LoginMEA(settings.model, [f.dim for f in inputs.features], inputs.n_entities, inputs.n_relations, inputs.direct)
+    (work / "scratch").mkdir(exist_ok=True)
+    return Trainer(model, inputs, splits, settings, work / "scratch", choose_precision("fp32", cpu), cpu), splits
 
 
 def test_isomorphic_graphs_align_perfectly(workspace) -> None:
     work, pair = workspace
-    result = train(work, pair.seeds, TrainOptions(**SMALL), test=pair.test)
+    result = train(work, pair.seeds, config(), test=pair.test)
     assert result.test["hits@1"] == 1.0, result.test
     run = result.run_dir
-    for name in ("config.json", "checkpoint.safetensors", "best.safetensors", "metrics.jsonl", "embeddings.safetensors", "summary.json"):
+    for name in ("config.json", "pairs/train.tsv", "embeddings.safetensors", "summary.json"):
         assert (run / name).is_file(), name
+    for name in ("checkpoint.safetensors", "best.safetensors", "metrics.jsonl", "embeddings.safetensors", "summary.json"):
+        assert (run / "members" / "0" / name).is_file(), name
     assert (work / "runs" / "latest").resolve() == run.resolve()
     embeddings = load_file(str(run / "embeddings.safetensors"))
     assert embeddings["kg1"].shape[0] == 80 or embeddings["kg1"].shape[0] > 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test"]["hits@1"] == 1.0 and "relation" in summary["modalities"]
     assert {"attribute", "image", "name"} <= set(summary["skipped_modalities"])  # none in these KGs
-    evaluations = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert summary["members"][0]["test"] == summary["test"] and summary["format"] == 2  # one model: an ensemble of one
+    evaluations = [json.loads(line) for line in (run / "members" / "0" / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in evaluations if e["split"] == "valid"] == [10, 20, 30, 40, 50, 60]
 
 
 def test_config_records_the_precision_chosen_and_why(workspace) -> None:
     work, pair = workspace
     reporter = RecordingReporter()
-    result = train(work, pair.seeds, TrainOptions(**dict(SMALL, epochs=2, min_epochs=0, precision="auto")), reporter=reporter)
-    config = json.loads((result.run_dir / "config.json").read_text())
-    chosen = config["precision"]["chosen"]
-    assert config["precision"]["requested"] == "auto" and chosen in ("bf16", "fp32") and config["precision"]["why"]
-    assert config["options"]["precision"] == chosen  # what the run computed with, so a resume repeats it
+    result = train(work, pair.seeds, config(epochs=2, min_epochs=0, precision="auto"), reporter=reporter)
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    chosen = saved["precision"]["chosen"]
+    assert saved["precision"]["requested"] == "auto" and chosen in ("bf16", "fp32") and saved["precision"]["why"]
+    assert saved["config"]["compute"]["precision"] == chosen  # what the run computed with, so a resume repeats it
     assert any(line.startswith(f"precision: {chosen} (") for line in reporter.infos)
 
 
 def test_same_seed_gives_identical_embeddings(workspace) -> None:
     work, pair = workspace
-    options = dict(SMALL, epochs=12, min_epochs=0)
-    first = train(work, pair.seeds, TrainOptions(**options))
-    second = train(work, pair.seeds, TrainOptions(**options))
+    first = train(work, pair.seeds, config(epochs=12, min_epochs=0))
+    second = train(work, pair.seeds, config(epochs=12, min_epochs=0))
     a = load_file(str(first.run_dir / "embeddings.safetensors"))
     b = load_file(str(second.run_dir / "embeddings.safetensors"))
     assert first.run_dir != second.run_dir
@@ -83,12 +98,13 @@ def test_same_seed_gives_identical_embeddings(workspace) -> None:
 
 def test_resume_continues_to_the_same_result(workspace) -> None:
     work, pair = workspace
-    full = train(work, pair.seeds, TrainOptions(**dict(SMALL, epochs=30, min_epochs=0)))
+    full = train(work, pair.seeds, config(epochs=30, min_epochs=0))
     # Stop a run at epoch 20 (its last checkpoint), then resume it with a budget of 30.
-    partial = train(work, pair.seeds, TrainOptions(**dict(SMALL, epochs=20, min_epochs=0)))
-    config = json.loads((partial.run_dir / "config.json").read_text())
-    config["options"]["epochs"] = 30
-    (partial.run_dir / "config.json").write_text(json.dumps(config))
+    partial = train(work, pair.seeds, config(epochs=20, min_epochs=0))
+    saved = json.loads((partial.run_dir / "config.json").read_text())
+    saved["config"]["schedule"]["epochs"] = 30
+    (partial.run_dir / "config.json").write_text(json.dumps(saved))
+    (partial.run_dir / "members" / "0" / "summary.json").unlink()  # as if it had stopped at epoch 20
     resumed = resume(work, partial.run_dir)
     assert resumed.epochs_run == 30
     a = load_file(str(full.run_dir / "embeddings.safetensors"))
@@ -98,8 +114,7 @@ def test_resume_continues_to_the_same_result(workspace) -> None:
 
 def test_members_are_whole_runs_whose_embeddings_are_concatenated(workspace) -> None:
     work, pair = workspace
-    options = dict(SMALL, epochs=20, min_epochs=0, members=2)
-    result = train(work, pair.seeds, TrainOptions(**options), test=pair.test)
+    result = train(work, pair.seeds, config(epochs=20, min_epochs=0, members=2), test=pair.test)
     run = result.run_dir
     members = [load_file(str(run / "members" / str(k) / "embeddings.safetensors")) for k in (0, 1)]
     whole = load_file(str(run / "embeddings.safetensors"))
@@ -109,21 +124,21 @@ def test_members_are_whole_runs_whose_embeddings_are_concatenated(workspace) -> 
     assert not torch.equal(members[0]["kg1"], members[1]["kg1"])  # seeds 2023 and 2024
     summary = json.loads((run / "summary.json").read_text())
     assert [m["seed"] for m in summary["members"]] == [2023, 2024]
-    assert summary["test"] == result.test and result.selected_epoch is None
+    assert summary["test"] == result.test
     assert [m.epochs_run for m in result.members] == [20, 20] and result.epochs_run == 40
     # Member 0 is the single run with the same seed: members share the splits.
-    single = train(work, pair.seeds, TrainOptions(**dict(options, members=1)), test=pair.test)
+    single = train(work, pair.seeds, config(epochs=20, min_epochs=0, members=1), test=pair.test)
     assert torch.equal(load_file(str(single.run_dir / "embeddings.safetensors"))["kg1"], members[0]["kg1"])
 
 
 def test_an_interrupted_ensemble_resumes_its_unfinished_member(workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     work, pair = workspace
-    options = TrainOptions(**dict(SMALL, epochs=20, min_epochs=0, members=2))
+    options = config(epochs=20, min_epochs=0, members=2)
     full = train(work, pair.seeds, options)
     step = Trainer.step
 
     def interrupted(self: Trainer) -> float:
-        if self.options.seed == 2024 and self.epoch == 15:  # member 1, past its epoch-10 checkpoint
+        if self.config.seed == 2024 and self.epoch == 15:  # member 1, past its epoch-10 checkpoint
             raise KeyboardInterrupt
         return step(self)
 
@@ -142,17 +157,16 @@ def test_an_interrupted_ensemble_resumes_its_unfinished_member(workspace, monkey
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in ("kg1", "kg2"))
 
 
-def test_runs_saved_before_an_option_existed_resume_as_they_trained() -> None:
-    """Older config.json files lack pseudo_refresh, direct_dim, relation_direction and members; they
-    accumulated pairs, tied the width to dim, counted a relation's heads and tails in one column and
-    trained one model."""
-    from mmalign.train import saved_options
-
-    old = saved_options({"dim": 300, "loss": "infonce", "not_an_option_any_more": 1})
-    assert (old.pseudo_refresh, old.direct_dim, old.dim, old.loss) == (False, 300, 300, "infonce")
-    assert old.relation_direction == "merged" and old.members == 1
-    new = saved_options(asdict(TrainOptions()))
-    assert new == TrainOptions()
+def test_runs_saved_before_a_setting_existed_resume_as_they_trained() -> None:
+    """Older config.json files hold flat options with older names and lack pseudo_refresh, direct_dim,
+    relation_direction and members; they accumulated pairs, tied the width to dim, counted a
+    relation's heads and tails in one column and trained one model."""
+    old = TrainConfig.load({"options": {"dim": 300, "loss": "infonce", "il_start": 30, "pseudo_pool": "all"}})
+    assert (old.pseudo.refresh, old.model.direct_dim, old.model.dim, old.schedule.loss) == (False, 300, 300, "infonce")
+    assert old.features.relation_direction == "merged" and old.members == 1 and old.pseudo.start == 30
+    with pytest.raises(MMAlignError, match="unknown setting 'not_an_option'"):
+        TrainConfig.load({"options": {"not_an_option": 1}})
+    assert TrainConfig.load({"config": TrainConfig().to_dict()}) == TrainConfig()
 
 
 def test_seed_and_test_overlap_is_an_error(workspace, tmp_path: Path) -> None:
@@ -160,7 +174,7 @@ def test_seed_and_test_overlap_is_an_error(workspace, tmp_path: Path) -> None:
     overlap = tmp_path / "overlap.tsv"
     overlap.write_text(pair.seeds.read_text().splitlines()[0] + "\n")
     with pytest.raises(MMAlignError, match="in both the seeds and the test pairs"):
-        train(work, pair.seeds, TrainOptions(**SMALL), test=overlap)
+        train(work, pair.seeds, config(), test=overlap)
 
 
 @pytest.mark.parametrize(
@@ -182,17 +196,25 @@ def test_bad_seed_files_exit_2_with_one_line(workspace, tmp_path: Path, content:
 
 
 @pytest.mark.parametrize(
-    "flag, value, message",
-    [("--loss", "hinge", "unknown loss 'hinge'"), ("--pseudo-pool", "dev", "unknown pseudo-pair pool 'dev'"),
-     ("--pseudo-score", "l2", "unknown pseudo-pair score 'l2'"), ("--attention", "gat", "unknown RREA attention 'gat'"), ("--names", "all", "unknown names mode 'all'"),
-     ("--name-encoder", "char+foo", "unknown name encoder 'char+foo'"),
-     ("--batch-size", "0", "--batch-size must be at least 1"), ("--members", "0", "--members must be at least 1"), ("--pseudo-per-seed", "-1", "--pseudo-per-seed must be at least 0"),
-     ("--precision", "fp23", "unknown precision 'fp23'")],
+    "args, message",
+    [(["--loss", "hinge"], "Invalid value for '--loss': 'hinge' is not one of 'nhs', 'infonce', 'infonce_sym', 'icl'"),
+     (["--pseudo-pool", "dev"], "'dev' is not one of 'all', 'test'"), (["--attention", "gat"], "'gat' is not one of 'relation', 'full'"),
+     (["--names", "all"], "'all' is not one of 'none', 'recorded', 'recorded+iri'"), (["--precision", "fp23"], "'fp23' is not one of 'auto', 'bf16', 'fp32'"),
+     (["--set", "loss=hinge"], "unknown loss 'hinge' (choose nhs, infonce, infonce_sym, icl)"),
+     (["--set", "pseudo.pool=dev"], "unknown pseudo-pair pool 'dev'"), (["--set", "score=l2"], "unknown pseudo-pair score 'l2'"),
+     (["--set", "model.fusion=sum"], "unknown fusion 'sum' (choose lmf, weighted_sum, concat)"),
+     (["--set", "graph_layer=rrae"], "unknown graph layer 'rrae' (choose rrea, gat)"), (["--set", "paradigm=logn"], "unknown paradigm 'logn'"),
+     (["--set", "dimm=64"], "unknown setting 'dimm' in --set (did you mean 'dim'?)"), (["--set", "dim"], "--set expects NAME=VALUE"),
+     (["--set", "dim=wide"], "dim must be a whole number, got 'wide'"),
+     (["--name-encoder", "char+foo"], "unknown name encoder 'char+foo'"),
+     (["--batch-size", "0"], "--batch-size must be at least 1"), (["--members", "0"], "--members must be at least 1"),
+     (["--pseudo-per-seed", "-1"], "--pseudo-per-seed must be at least 0"), (["--valid-fraction", "1.5"], "--valid-fraction must be between 0 and 1")],
 )
-def test_bad_options_exit_2_before_a_run_folder_exists(workspace, flag: str, value: str, message: str) -> None:
+def test_bad_options_exit_2_before_a_run_folder_exists(workspace, args: list[str], message: str) -> None:
     work, pair = workspace
-    result = CliRunner().invoke(app, ["train", "--seeds", str(pair.seeds), "-w", str(work), flag, value])
+    result = CliRunner().invoke(app, ["train", "--seeds", str(pair.seeds), "-w", str(work), *args])
     assert result.exit_code == 2
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output  # one line
     assert message in result.output and "Traceback" not in result.output
     assert not (work / "runs").exists()
 
@@ -217,8 +239,7 @@ def test_gpu_without_cuda_is_a_clear_error(workspace) -> None:
 
 def test_dropout_is_seeded_and_changes_training(workspace) -> None:
     work, pair = workspace
-    options = dict(SMALL, epochs=5, min_epochs=0, eval_every=5, iterative=False)
-    runs = [train(work, pair.seeds, TrainOptions(**options, dropout=p)) for p in (0.3, 0.3, 0.0)]
+    runs = [train(work, pair.seeds, config(epochs=5, min_epochs=0, eval_every=5, iterative=False, dropout=p)) for p in (0.3, 0.3, 0.0)]
     a, b, c = (load_file(str(r.run_dir / "embeddings.safetensors"))["kg1"].numpy() for r in runs)
     assert np.array_equal(a, b)
     assert not np.allclose(a, c)
@@ -226,32 +247,32 @@ def test_dropout_is_seeded_and_changes_training(workspace) -> None:
 
 def test_pair_caps_keep_every_seed_and_sample_pseudo_pairs(workspace) -> None:
     trainer, splits = _trainer(workspace, max_pairs=0, pseudo_per_seed=0)
-    n1 = trainer.n1
+    n1 = trainer.inputs.n1
     used = set(splits.train[:, 0]) | set(splits.valid[:, 0])
     free = [i for i in range(n1) if i not in used]
-    trainer.pseudo = np.array([(i, i + n1) for i in free], dtype=np.int64)
+    trainer.pseudo.pairs = np.array([(i, i + n1) for i in free], dtype=np.int64)
     seen: list[int] = []
     plain = trainer.loss_fn
     trainer.loss_fn = lambda left, right, tau: (seen.append(len(left)), plain(left, right, tau))[1]
     trainer.step()
-    assert sum(seen) == len(splits.train) + len(trainer.pseudo)
+    assert sum(seen) == len(splits.train) + len(trainer.pseudo.pairs)
     seen.clear()
     seeds = len(splits.train)
-    assert len(trainer.pseudo) > seeds + 3  # so each cap below is what binds, not the supply
-    trainer.options.max_pairs = 2 * seeds + 3
+    assert len(trainer.pseudo.pairs) > seeds + 3  # so each cap below is what binds, not the supply
+    trainer.config = trainer.config.override({"max_pairs": 2 * seeds + 3})
     trainer.step()
     assert sum(seen) == 2 * seeds + 3
     seen.clear()
-    trainer.options.max_pairs = seeds + 3  # below twice the seeds: as many pseudo pairs as seeds
+    trainer.config = trainer.config.override({"max_pairs": seeds + 3})  # below twice the seeds: as many pseudo pairs as seeds
     trainer.step()
     assert sum(seen) == 2 * seeds
     seen.clear()
-    trainer.options.max_pairs, trainer.options.pseudo_per_seed = 0, 0.5
+    trainer.config = trainer.config.override({"max_pairs": 0, "pseudo_per_seed": 0.5})
     trainer.step()  # the ratio caps, not the supply
     assert sum(seen) == seeds + seeds // 2
     seen.clear()
     assert int(1.5 * seeds) > seeds + 3
-    trainer.options.max_pairs, trainer.options.pseudo_per_seed = 2 * seeds + 3, 1.5  # the tighter cap wins
+    trainer.config = trainer.config.override({"max_pairs": 2 * seeds + 3, "pseudo_per_seed": 1.5})  # the tighter cap wins
     trainer.step()
     assert sum(seen) == 2 * seeds + 3
 
@@ -259,7 +280,7 @@ def test_pair_caps_keep_every_seed_and_sample_pseudo_pairs(workspace) -> None:
 def test_chunked_step_gradient_equals_one_backward_of_the_summed_loss(workspace) -> None:
     """The step differentiates each chunk on its own rows; the model must get the plain gradient."""
     trainer, splits = _trainer(workspace, batch_size=7)
-    options = trainer.options
+    options = trainer.config.schedule
     assert len(splits.train) > 2 * options.batch_size and len(splits.train) % options.batch_size  # several chunks, uneven
     generator = copy.deepcopy(trainer.generator)
     trainer.optimizer.step = lambda: None  # keep the parameters, read the gradients
@@ -268,7 +289,7 @@ def test_chunked_step_gradient_equals_one_backward_of_the_summed_loss(workspace)
 
     trainer.model.zero_grad(set_to_none=True)
     pairs = splits.train[generator.permutation(len(splits.train))]
-    table = torch.cat(trainer.model.forward_blocks(trainer.inputs, trainer.graph), dim=1)
+    table = torch.cat(trainer.model.forward_blocks(trainer.inputs.matrices, trainer.inputs.graph), dim=1)
     chunks = np.array_split(pairs, -(-len(pairs) // options.batch_size))  # as even as they come, none over the batch size
     loss = sum(trainer.loss_fn(table[chunk[:, 0]], table[chunk[:, 1]], options.tau) for chunk in map(torch.from_numpy, chunks))
     loss.backward()
@@ -279,16 +300,18 @@ def test_chunked_step_gradient_equals_one_backward_of_the_summed_loss(workspace)
 @pytest.mark.parametrize("refresh", [True, False])
 def test_pseudo_pairs_refresh_replaces_and_accumulate_keeps(workspace, refresh: bool) -> None:
     """Refresh: a window's mutual pairs replace the last window's, so a stale wrong pair leaves."""
-    trainer, splits = _trainer(workspace, pseudo_refresh=refresh)
-    n1, n2 = trainer.n1, trainer.n_entities - trainer.n1
+    trainer, splits = _trainer(workspace, refresh=refresh)
+    n1, n_entities = trainer.inputs.n1, trainer.inputs.n_entities
+    n2 = n_entities - n1
     free = sorted(set(range(min(n1, n2))) - set(splits.train[:, 0]) - set(splits.train[:, 1] - n1))
     stale = (free[0], free[1] + n1)  # a wrong pair kept from an earlier window
-    trainer.pseudo = np.array([stale], dtype=np.int64)
-    embeddings = torch.nn.functional.normalize(torch.randn(trainer.n_entities, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    trainer.pseudo.pairs = np.array([stale], dtype=np.int64)
+    embeddings = torch.nn.functional.normalize(torch.randn(n_entities, 16, generator=torch.Generator().manual_seed(0)), dim=1)
     embeddings[n1 : n1 + min(n1, n2)] = embeddings[: min(n1, n2)]  # KG1 entity i matches KG2 entity i
-    for trainer.epoch in (24, 29):  # the two checks of the window that ends at epoch 30
-        trainer.update_pseudo_pairs(embeddings)
-    pairs = {tuple(p) for p in trainer.pseudo.tolist()}
+    for epoch in (25, 30):  # the two checks of the window that ends at epoch 30
+        assert trainer.pseudo.due(epoch)
+        trainer.pseudo.update(embeddings, epoch, splits.train, n1, n_entities, None)
+    pairs = {tuple(p) for p in trainer.pseudo.pairs.tolist()}
     assert (stale in pairs) is not refresh
     assert ((free[0], free[0] + n1) in pairs) is refresh  # the stale pair's KG1 entity is searched again
     assert {(i, i + n1) for i in free[2:]} <= pairs
@@ -297,13 +320,13 @@ def test_pseudo_pairs_refresh_replaces_and_accumulate_keeps(workspace, refresh: 
 def test_pseudo_pool_test_searches_only_test_entities(workspace) -> None:
     work, pair = workspace
     with pytest.raises(MMAlignError, match="needs --test"):
-        train(work, pair.seeds, TrainOptions(**SMALL, pseudo_pool="test"))
+        train(work, pair.seeds, config(pool="test"))
     # Half the non-seed pairs as the test file: the other half are non-seed entities outside it.
     lines = [line for line in pair.test.read_text().splitlines() if line]
     half = work.parent / "half_test.tsv"
     half.write_text("".join(line + "\n" for line in lines[: len(lines) // 2]))
-    result = train(work, pair.seeds, TrainOptions(**SMALL, pseudo_pool="test"), test=half)
-    pseudo = load_file(str(result.run_dir / "checkpoint.safetensors"))["pseudo"].numpy().reshape(-1, 2)
+    result = train(work, pair.seeds, config(pool="test"), test=half)
+    pseudo = load_file(str(result.run_dir / "members" / "0" / "checkpoint.safetensors"))["pseudo"].numpy().reshape(-1, 2)
     test_keys = [line.split("\t") for line in lines[: len(lines) // 2]]
     ws = Workspace.open(work)
     left, right = ws.kg1.entity_index(), ws.kg2.entity_index()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mmalign.ingest import ingest
-from mmalign.train import TrainOptions, train
+from mmalign.training import TrainConfig, train
 
 MIN_TEST_H1_AFTER_10_EPOCHS = 0.27  # measured 0.324 (seed 2023); chance is 1/10,500
 
@@ -26,7 +26,7 @@ def test_zh_en_learns_in_ten_epochs(shared_data: Path, tmp_path: Path) -> None:
     seeds, test = tmp_path / "seeds.tsv", tmp_path / "test.tsv"
     seeds.write_text("".join(links[i] + "\n" for i in order[:cut]), encoding="utf-8")
     test.write_text("".join(links[i] + "\n" for i in order[cut:]), encoding="utf-8")
-    options = TrainOptions(names="none", epochs=10, eval_every=10, min_epochs=0, iterative=False, members=1)
+    options = TrainConfig.build(dict(names="none", epochs=10, eval_every=10, min_epochs=0, iterative=False, members=1))
     result = train(work, seeds, options, test=test)
     assert result.test["count"] == len(links) - cut
     assert result.test["hits@1"] >= MIN_TEST_H1_AFTER_10_EPOCHS, result.test

@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 from typing import Callable, TypeVar
 
+import click
 import typer
+import typer.rich_utils
+from rich.markup import escape
 
 from mmalign.allocator import keep_freed_memory
 from mmalign.cli.console import stderr
@@ -20,6 +23,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+def _one_line_usage_error(error: click.ClickException) -> None:
+    """A wrong option value is bad input like any other: one line on stderr (exit code 2 follows).
+
+    Typer draws usage errors in a box under the command's usage; this prints
+    ``error: <problem> (see 'mmalign train --help')`` instead, the form every other error has.
+    """
+    if type(error).__name__ == "NoArgsIsHelpError":  # the help was already printed
+        return
+    ctx = getattr(error, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    message = error.format_message().replace("Value error, ", "")  # pydantic's prefix on Typer's checks
+    stderr.print(f"[red]error:[/] {escape(message + hint)}", highlight=False, soft_wrap=True)
+
+
+typer.rich_utils.rich_format_error = _one_line_usage_error
 
 DEFAULT_WORKDIR = Path("mmalign-work")
 WORKDIR_OPTION = typer.Option(
@@ -37,7 +56,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except MMAlignError as error:
-            stderr.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+            stderr.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             stderr.print("[red]interrupted[/]")

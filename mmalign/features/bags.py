@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mmalign.features.base import FeatureContext, ModalityFeatures, register
+from mmalign.features.config import RelationDirection, RelationValues
 
 
 def sparse_rows(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
@@ -41,21 +42,22 @@ def relation_bag(ctx: FeatureContext) -> ModalityFeatures | None:
     triples = ctx.triples
     if len(triples) == 0:
         return None
-    k = int(ctx.options.get("bag_size", 1000))
+    k = ctx.config.bag_size
     column = _top_k(triples[:, 1], ctx.n_relations, k)
     col = column[triples[:, 1]]
     keep = col >= 0
     heads, tails, col = triples[keep, 0], triples[keep, 2], col[keep]
     rows = np.concatenate([heads, tails])
-    tail_offset = k if ctx.options.get("relation_direction", "split") == "split" else 0  # merged: one column
+    tail_offset = k if ctx.config.relation_direction is RelationDirection.SPLIT else 0  # merged: one column
     cols = np.concatenate([col, col + tail_offset])
     values = np.ones(len(rows))
     matrix = sparse_rows(rows, cols, values, (ctx.n_entities, k + tail_offset))
-    if ctx.options.get("relation_values", "count") == "binary":
+    values = ctx.config.relation_values or RelationValues.COUNT  # unset: the code variant's
+    if values is RelationValues.BINARY:
         matrix = torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(), torch.ones_like(matrix.values()), matrix.shape)
     present = np.zeros(ctx.n_entities, dtype=bool)
     present[rows] = True
-    return ModalityFeatures("relation", matrix, present, {"columns": int((column >= 0).sum()), "values": ctx.options.get("relation_values", "count")})
+    return ModalityFeatures("relation", matrix, present, {"columns": int((column >= 0).sum()), "values": values.value})
 
 
 @register("attribute")
@@ -74,7 +76,7 @@ def attribute_bag(ctx: FeatureContext) -> ModalityFeatures | None:
     entities, attrs = np.concatenate(entity_parts), np.concatenate(attr_parts)
     pairs = np.unique(entities * len(names) + attrs)  # binary: one mark per (entity, attribute)
     entities, attrs = pairs // len(names), pairs % len(names)
-    k = int(ctx.options.get("bag_size", 1000))
+    k = ctx.config.bag_size
     column = _top_k(attrs, len(names), k)
     keep = column[attrs] >= 0
     matrix = sparse_rows(entities[keep], column[attrs[keep]], np.ones(int(keep.sum())), (ctx.n_entities, k))

@@ -15,15 +15,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from mmalign.features.config import FeatureConfig
 from mmalign.report import SILENT, Reporter
 
 
 @dataclass
 class FeatureContext:
-    """What a modality builder may read: the workspace, the graph, the options, a reporter."""
+    """What a modality builder may read: the workspace, the graph, its settings, a reporter."""
 
     workspace: Any  # mmalign.workspace.Workspace
-    options: dict[str, Any]
+    config: FeatureConfig
+    seed: int = 0  # of anything a builder draws at random (a fallback for missing images)
+    device: str = "cpu"  # where an encoder that needs one runs (sbert names)
     neighbors: Any = None  # torch sparse CSR N × N: triple counts between entities, both directions
     reporter: Reporter = SILENT
     n_kg1: int = 0  # KG1 entities (global ids 0..n_kg1-1); KG2 follow

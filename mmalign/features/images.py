@@ -624,8 +624,8 @@ def load_active_features(workspace: Workspace) -> tuple[dict[str, Any], dict[str
 def build(ctx: FeatureContext) -> ModalityFeatures | None:
     """The ``image`` modality: active features, missing rows filled by policy, rows L2-normalised.
 
-    Options read from ``ctx.options``: ``missing_image`` (``neighbor_mean`` | ``random_per_entity``
-    | ``zeros``) and ``seed``. Returns None when there are no image features or no entity has one.
+    Settings read: ``missing_image`` (``neighbor_mean`` | ``random_per_entity`` | ``zeros``) and
+    the context's ``seed``. Returns None when there are no image features or no entity has one.
     """
     loaded = load_active_features(ctx.workspace)
     if loaded is None:
@@ -635,10 +635,10 @@ def build(ctx: FeatureContext) -> ModalityFeatures | None:
     if not present.any():
         return None
     raw = torch.cat([tensors["kg1"], tensors["kg2"]]).float()
-    policy = ctx.options.get("missing_image", "neighbor_mean")
+    policy = ctx.config.missing_image.value
     if policy == "neighbor_mean" and ctx.neighbors is None and not present.all():
         ctx.reporter.warn("no graph given for neighbour-mean images; entities without one share a random vector")
-    filled, fallback = fill_missing(raw, present, policy, ctx.neighbors, int(ctx.options.get("seed", 0)))
+    filled, fallback = fill_missing(raw, present, policy, ctx.neighbors, ctx.seed)
     matrix = torch.nn.functional.normalize(filled, dim=1)
     n1 = int(tensors["kg1_present"].shape[0])
     info = {

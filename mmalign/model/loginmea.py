@@ -1,13 +1,13 @@
 """LoginMEA (Su et al., ECAI 2024): local fusion of modalities, then global relational attention.
 
-The assembly follows docs/../shared loginmea-spec §2; ``ModelConfig`` exposes every place where
-the paper and the authors' code differ, and the ablations of the paper's Table 3 / §5.4.
+The assembly follows loginmea-spec §2; :class:`~mmalign.model.config.ModelConfig` exposes every
+place where the paper and the authors' code differ, and the ablations of the paper's Table 3 /
+§5.4.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
@@ -15,53 +15,23 @@ from torch import nn
 from torch.nn.functional import normalize
 
 from mmalign.graph import Graph
+from mmalign.model.config import ModelConfig
 from mmalign.model.encoders import ModalityEncoder, dense, multiply
 from mmalign.model.fusion import AdaptiveWeights, ConcatFusion, EarlyConcat, LowRankFusion, weighted_sum
 from mmalign.model.rrea import GraphStack, relation_set_vectors
 from mmalign.model.sparse import spmm
 
 
-@dataclass
-class ModelConfig:
-    """Architecture options. Defaults are the authors' code; ``paper()`` gives the paper's reading."""
-
-    dim: int = 300  # graph / fused width
-    modal_dim: int = 300  # per-modality embedding width (paper: 100)
-    rank: int = 8  # low-rank fusion rank
-    fusion: str = "lmf"  # lmf | weighted_sum (w/o low-rank) | concat (repl. concat fusion)
-    adaptive_weights: bool = True  # False: α = 1/M (w/o adaptive weights)
-    modality_score: str = "shared"  # shared | per_modality scorer vector
-    graph_layer: str = "rrea"  # rrea | gat (repl. GAT)
-    attention: str = "relation"  # RREA edge score: relation (paper, LoginMEA code) | full (RREA code)
-    depth: int = 2  # propagation layers per stack
-    structure_branch: bool = True  # code: extra RREA stack over a learnable entity table
-    joint_layer0: str = "early_concat"  # early_concat (code) | fused (paper)
-    paradigm: str = "login"  # login | gam (graph as modality) | gum (graph upon modality)
-    precision: str = "fp32"  # bf16: low-rank fusion's big products in bfloat16
-    # Shared-space modalities (names) also enter the output directly, beside the fused and
-    # aggregated blocks: cosine of the output = (cos_model + w² cos_direct) / (1 + w²) with
-    # w = direct_weight. 0: no direct block (fusion only, as for every other modality).
-    direct_weight: float = 1.0
-    # Width of a direct block: wider inputs are projected to it. Its own setting, not ``dim``:
-    # the projection's cosine error grows as 1/sqrt(width), and the block is fixed, so its
-    # width costs nothing to train.
-    direct_dim: int = 300
-
-    @classmethod
-    def paper(cls) -> "ModelConfig":
-        return cls(structure_branch=False, joint_layer0="fused")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 class LoginMEA(nn.Module):
     """Maps modality inputs + the graph to one embedding per entity (rows: global ids)."""
 
     def __init__(self, config: ModelConfig, modality_dims: list[int], n_entities: int, n_relations: int,
-                 direct: Sequence[int] = ()) -> None:
-        """``direct``: indices of the modalities whose inputs share one space across the KGs."""
+                 direct: Sequence[int] = (), compute_dtype: torch.dtype = torch.float32) -> None:
+        """``config`` resolved (no unset variant settings); ``direct``: indices of the modalities
+        whose inputs share one space across the KGs; ``compute_dtype``: of the fusion's big products."""
         super().__init__()
+        if config.structure_branch is None or config.joint_layer0 is None:
+            raise ValueError("LoginMEA needs a resolved ModelConfig (TrainConfig.resolved())")
         c = self.config = config
         self.direct = list(direct) if c.direct_weight > 0 else []
         # A fixed Gaussian projection (Johnson-Lindenstrauss) brings wide inputs such as 16k
@@ -95,12 +65,9 @@ class LoginMEA(nn.Module):
             if c.adaptive_weights and c.fusion != "concat":
                 self.weights = AdaptiveWeights(c.modal_dim, n_fused, c.modality_score == "per_modality")
             if c.fusion == "lmf":
-                dtype = torch.bfloat16 if c.precision == "bf16" else None
-                self.fusion = LowRankFusion([c.modal_dim] * n_fused, c.dim, c.rank, dtype)
+                self.fusion = LowRankFusion([c.modal_dim] * n_fused, c.dim, c.rank, None if compute_dtype == torch.float32 else compute_dtype)
             elif c.fusion == "concat":
                 self.fusion = ConcatFusion([c.modal_dim] * n_fused, c.dim)
-            elif c.fusion != "weighted_sum":
-                raise ValueError(f"unknown fusion {c.fusion!r}")
             if c.joint_layer0 == "early_concat":
                 self.early = EarlyConcat(n_fused)
             if c.paradigm == "login":

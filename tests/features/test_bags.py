@@ -7,8 +7,9 @@ import pytest
 
 from mmalign.errors import MMAlignError
 from mmalign.features.bags import relation_bag
+from mmalign.features.config import FeatureConfig
 from mmalign.features.base import FeatureContext
-from mmalign.train import TrainOptions
+from mmalign.training import TrainConfig
 
 # Global ids: entities 0-3 (KG1: 0-1, KG2: 2-3), relations 0-2. Relation 0 is used three
 # times, relation 1 twice, relation 2 once.
@@ -17,7 +18,7 @@ TRIPLES = np.array([[0, 0, 1], [0, 0, 1], [1, 0, 0], [2, 1, 3], [3, 1, 2], [2, 2
 
 def _bag(**options: object) -> np.ndarray:
     options.setdefault("bag_size", 3)
-    ctx = FeatureContext(workspace=None, options=dict(options), n_kg1=2, n_kg2=2, triples=TRIPLES, n_relations=3)
+    ctx = FeatureContext(workspace=None, config=FeatureConfig(**options), n_kg1=2, n_kg2=2, triples=TRIPLES, n_relations=3)
     features = relation_bag(ctx)
     assert features is not None
     return features.matrix.to_dense().numpy()
@@ -44,4 +45,4 @@ def test_top_k_and_binary() -> None:
 @pytest.mark.parametrize(("option", "value"), [("relation_direction", "both"), ("relation_values", "tfidf")])
 def test_unknown_bag_options_are_user_errors(option: str, value: str) -> None:
     with pytest.raises(MMAlignError, match=f"unknown {option.replace('_', ' ')} '{value}'"):
-        TrainOptions(**{option: value}).resolved()
+        TrainConfig.build({option: value})

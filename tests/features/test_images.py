@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
 from mmalign.features import images as im
+from mmalign.features.config import FeatureConfig
 from mmalign.features.base import REGISTRY, FeatureContext
 from mmalign.report import RecordingReporter
 from mmalign.workspace import KGData, Workspace
@@ -266,13 +267,13 @@ def test_workspace_without_images_is_an_error(tmp_path: Path) -> None:
 
 def test_builder_fills_missing_and_normalises(workspace: Workspace, weights_file: Path) -> None:
     build = REGISTRY["image"]
-    assert build(FeatureContext(workspace, {})) is None  # nothing extracted yet
+    assert build(FeatureContext(workspace, FeatureConfig())) is None  # nothing extracted yet
     im.extract_workspace_images(workspace, settings(weights_file))
     # kg1 entity 2 neighbours kg1 0 (twice) and kg1 1; entity 3 and kg2 1, 3 have no imaged neighbour
     neighbors = torch.sparse_coo_tensor(
         torch.tensor([[2, 0, 2, 1], [0, 2, 1, 2]]), torch.tensor([2.0, 2.0, 1.0, 1.0]), (8, 8)
     ).to_sparse_csr()
-    feats = build(FeatureContext(workspace, {"seed": 3}, neighbors=neighbors))
+    feats = build(FeatureContext(workspace, FeatureConfig(), seed=3, neighbors=neighbors))
     raw = load_file(str(workspace.path / workspace.manifest["features"]["images"]["file"]))
     assert feats is not None and feats.matrix.shape == (8, DIM) and feats.matrix.dtype == torch.float32
     assert feats.present.tolist() == [True, True, False, False, True, False, True, False]
@@ -282,12 +283,12 @@ def test_builder_fills_missing_and_normalises(workspace: Workspace, weights_file
     assert torch.equal(feats.matrix[3], feats.matrix[5]) and torch.equal(feats.matrix[3], feats.matrix[7])
     assert feats.info["fallback"] == {"neighbor_mean": 1, "random": 3, "zeros": 0}
     assert feats.info["present"] == {"kg1": 2, "kg2": 2} and feats.info["dim"] == DIM
-    again = build(FeatureContext(workspace, {"seed": 3}, neighbors=neighbors))
+    again = build(FeatureContext(workspace, FeatureConfig(), seed=3, neighbors=neighbors))
     assert torch.equal(again.matrix, feats.matrix)  # seeded
 
     workspace.kg2.entities = ["x", "y", "z", "w"]  # as if re-ingested with other entities
     with pytest.raises(MMAlignError, match="extracted for other kg2 entities"):
-        build(FeatureContext(workspace, {}))
+        build(FeatureContext(workspace, FeatureConfig()))
 
 
 def test_missing_image_policies() -> None:
@@ -357,7 +358,7 @@ def test_images_align_entities_that_structure_cannot_tell_apart(tmp_path: Path) 
     test H@1 is about chance (1/15); with images it is near 1 (0.87-1.0 over seeds 0-2).
     """
     from mmalign.ingest import ingest
-    from mmalign.train import TrainOptions, train
+    from mmalign.training import TrainConfig, train
 
     n = 40
     _star_kg(tmp_path / "kg1", n, kg_seed=1)
@@ -376,10 +377,10 @@ def test_images_align_entities_that_structure_cannot_tell_apart(tmp_path: Path) 
     valid, test = pairs("valid.tsv", range(15, 25)), pairs("test.tsv", range(25, n))
     hits = {}
     for modalities in (["relation", "attribute"], ["relation", "attribute", "image"]):
-        options = TrainOptions(
+        options = TrainConfig.build(dict(
             epochs=20, lr=5e-3, eval_every=10, min_epochs=0, iterative=False, dim=32, modal_dim=32,
             precision="fp32", seed=0, modalities=modalities, members=1,
-        )
+        ))
         result = train(work, seeds, options, valid=valid, test=test)
         assert ("image" in result.modalities) == ("image" in modalities)
         hits[modalities[-1]] = result.test["hits@1"]

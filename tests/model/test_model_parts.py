@@ -10,11 +10,17 @@ import torch
 
 from mmalign.graph import build_graph
 from mmalign.model.fusion import AdaptiveWeights, LowRankFusion
-from mmalign.model.loginmea import LoginMEA, ModelConfig
+from mmalign.model.config import ModelConfig
+from mmalign.model.loginmea import LoginMEA
 from mmalign.model.loss import icl, infonce, infonce_sym, nhs
 from mmalign.model.rrea import RREALayer, relation_set_vectors
 from mmalign.model.sparse import SparsePattern, sddmm, segment_softmax, spmm
 
+
+
+def _config(**settings: object) -> ModelConfig:
+    """The code variant's model (structure branch, early concatenation) with ``settings``."""
+    return ModelConfig(**{"structure_branch": True, "joint_layer0": "early_concat", **settings})
 
 def _random_pattern(n_rows: int, n_cols: int, nnz: int, seed: int = 0) -> SparsePattern:
     g = torch.Generator().manual_seed(seed)
@@ -187,14 +193,14 @@ def test_hard_sample_loss_matches_its_autograd_definition() -> None:
 @pytest.mark.parametrize(
     "config",
     [
-        ModelConfig(dim=8, modal_dim=8, rank=2),
-        ModelConfig.paper().__class__(dim=8, modal_dim=8, rank=2, structure_branch=False, joint_layer0="fused"),
-        ModelConfig(dim=8, modal_dim=8, rank=2, fusion="concat"),
-        ModelConfig(dim=8, modal_dim=8, rank=2, fusion="weighted_sum", adaptive_weights=False),
-        ModelConfig(dim=8, modal_dim=8, rank=2, graph_layer="gat"),
-        ModelConfig(dim=8, modal_dim=8, rank=2, attention="full"),
-        ModelConfig(dim=8, modal_dim=8, rank=2, paradigm="gam"),
-        ModelConfig(dim=8, modal_dim=8, rank=2, paradigm="gum", modality_score="per_modality"),
+        _config(dim=8, modal_dim=8, rank=2),
+        _config(dim=8, modal_dim=8, rank=2, structure_branch=False, joint_layer0="fused"),
+        _config(dim=8, modal_dim=8, rank=2, fusion="concat"),
+        _config(dim=8, modal_dim=8, rank=2, fusion="weighted_sum", adaptive_weights=False),
+        _config(dim=8, modal_dim=8, rank=2, graph_layer="gat"),
+        _config(dim=8, modal_dim=8, rank=2, attention="full"),
+        _config(dim=8, modal_dim=8, rank=2, paradigm="gam"),
+        _config(dim=8, modal_dim=8, rank=2, paradigm="gum", modality_score="per_modality"),
     ],
 )
 def test_every_variant_runs_forward_and_backward(config: ModelConfig) -> None:
@@ -271,7 +277,7 @@ def test_direct_block_mixes_cosines_with_the_stated_weight(weight: float) -> Non
     graph = _tiny_graph()
     names = torch.randn(6, 5)
     features = [torch.randn(6, 7).to_sparse_csr(), names]
-    config = ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=weight)
+    config = _config(dim=8, modal_dim=8, rank=2, direct_weight=weight)
     with_direct = LoginMEA(config, [7, 5], n_entities=6, n_relations=3, direct=[1])
     model_part = torch.cat(with_direct.forward_blocks(features, graph)[:-1], dim=1)
     out = torch.nn.functional.normalize(with_direct(features, graph), dim=1)
@@ -285,7 +291,7 @@ def test_direct_block_projects_wide_sparse_inputs_with_a_fixed_matrix() -> None:
     torch.manual_seed(0)
     graph = _tiny_graph()
     features = [torch.randn(6, 7), (torch.rand(6, 64) > 0.8).float().to_sparse_csr()]
-    config = ModelConfig(dim=8, modal_dim=8, rank=2, direct_dim=10)  # the block's width is its own
+    config = _config(dim=8, modal_dim=8, rank=2, direct_dim=10)  # the block's width is its own
     first = LoginMEA(config, [7, 64], n_entities=6, n_relations=3, direct=[1])
     torch.manual_seed(1)  # a different model seed must not change the fixed projection
     second = LoginMEA(config, [7, 64], n_entities=6, n_relations=3, direct=[1])
@@ -293,7 +299,7 @@ def test_direct_block_projects_wide_sparse_inputs_with_a_fixed_matrix() -> None:
     assert first.direct_projection_1.shape == (64, 10)
     assert "direct_projection_1" not in first.state_dict()
     assert first.forward_blocks(features, graph)[-1].shape == (6, 10)
-    off = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=0.0), [7, 64], 6, 3, direct=[1])
+    off = LoginMEA(_config(dim=8, modal_dim=8, rank=2, direct_weight=0.0), [7, 64], 6, 3, direct=[1])
     assert len(off.forward_blocks(features, graph)) == len(first.forward_blocks(features, graph)) - 1
 
 
@@ -301,8 +307,8 @@ def test_reweighting_the_direct_block_equals_training_with_that_weight() -> None
     torch.manual_seed(0)
     graph = _tiny_graph()
     features = [torch.randn(6, 7), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
-    trained = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=1.0, direct_dim=8), [7, 64], 6, 3, direct=[1])
-    other = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_weight=0.5, direct_dim=8), [7, 64], 6, 3, direct=[1])
+    trained = LoginMEA(_config(dim=8, modal_dim=8, rank=2, direct_weight=1.0, direct_dim=8), [7, 64], 6, 3, direct=[1])
+    other = LoginMEA(_config(dim=8, modal_dim=8, rank=2, direct_weight=0.5, direct_dim=8), [7, 64], 6, 3, direct=[1])
     other.load_state_dict(trained.state_dict())
     unit = torch.nn.functional.normalize(trained(features, graph), dim=1)
     expected = torch.nn.functional.normalize(other(features, graph), dim=1)
@@ -314,7 +320,7 @@ def test_reweighting_the_direct_block_equals_training_with_that_weight() -> None
 def test_direct_block_keeps_inputs_narrower_than_its_width_as_they_are() -> None:
     graph = _tiny_graph()
     features = [torch.randn(6, 7), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
-    model = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2), [7, 64], 6, 3, direct=[1])  # direct_dim 300
+    model = LoginMEA(_config(dim=8, modal_dim=8, rank=2), [7, 64], 6, 3, direct=[1])  # direct_dim 300
     assert model.direct_width == 64 and not hasattr(model, "direct_projection_1")
     expected = torch.nn.functional.normalize(features[1].to_dense(), dim=1)
     assert torch.allclose(model.direct_units(features)[0], expected)
@@ -324,7 +330,7 @@ def test_direct_units_are_computed_once_per_input_and_redone_for_new_inputs() ->
     torch.manual_seed(0)
     graph = _tiny_graph()
     first = [torch.randn(6, 7), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
-    model = LoginMEA(ModelConfig(dim=8, modal_dim=8, rank=2, direct_dim=8), [7, 64], 6, 3, direct=[1])
+    model = LoginMEA(_config(dim=8, modal_dim=8, rank=2, direct_dim=8), [7, 64], 6, 3, direct=[1])
     units = model.direct_units(first)
     assert model.direct_units(first)[0] is units[0]  # same inputs: served from the cache
     second = [first[0], (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]

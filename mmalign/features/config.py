@@ -1,0 +1,69 @@
+"""The features' section of the training configuration: which modalities, and how each is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mmalign.errors import MMAlignError
+from mmalign.settings import Choice, Section, at_least
+
+MODALITIES = ("relation", "attribute", "image", "name")
+"""Every modality a builder is registered for, in fusion order."""
+
+NAME_BUCKETS = 1 << 14
+"""Hash buckets of the char name encoder: few enough collisions among the n-grams of ~10^5 names."""
+
+
+class RelationValues(Choice):
+    COUNT = "count"  # how often an entity is head or tail of a relation (the authors' code)
+    BINARY = "binary"  # whether it is (the paper)
+
+
+class RelationDirection(Choice):
+    # Heads and tails of a relation in columns of their own, as RREA does: test H@1 zh_en 0.791 /
+    # ja_en 0.787 / DB15K 0.662 against 0.776 / 0.777 / 0.651 for merged (docs/benchmarks.md).
+    SPLIT = "split"
+    MERGED = "merged"  # one column per relation (the spec)
+
+
+class MissingImage(Choice):
+    NEIGHBOR_MEAN = "neighbor_mean"
+    RANDOM_PER_ENTITY = "random_per_entity"
+    ZEROS = "zeros"
+
+
+class NamesMode(Choice):
+    NONE = "none"  # no name modality (the paper's setting)
+    RECORDED = "recorded"  # names the input gave (labels, names.tsv)
+    RECORDED_IRI = "recorded+iri"  # and the IRI's local name where none was given
+
+    @classmethod
+    def label(cls, key: str) -> str:
+        return "names mode"
+
+
+@dataclass(frozen=True)
+class FeatureConfig(Section):
+    """What each modality builder reads (``mmalign.features``)."""
+
+    modalities: tuple[str, ...] = MODALITIES  # those no entity has are skipped, and the run says so
+    bag_size: int = 1000  # columns of the relation and attribute bags: the most frequent items
+    relation_values: RelationValues | None = None  # None: the variant's
+    relation_direction: RelationDirection = RelationDirection.SPLIT
+    missing_image: MissingImage = MissingImage.NEIGHBOR_MEAN
+    names: NamesMode = NamesMode.RECORDED_IRI
+    # char (hashed character n-grams), sbert:PATH_OR_PACKAGE, or several joined by + (each its
+    # own modality).
+    name_encoder: str = "char"
+    name_dim: int = NAME_BUCKETS  # columns of the char encoder (hashed n-gram buckets)
+    names_file: str | None = None  # extra names, entity<TAB>name, for either KG
+
+    def check(self) -> None:
+        at_least("bag_size", self.bag_size, 1)
+        at_least("name_dim", self.name_dim, 1)
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown:
+            raise MMAlignError(f"unknown modality {unknown[0]!r} (available: {', '.join(MODALITIES)})")
+        from mmalign.features.names import name_encoders  # the encoder spec's own parser
+
+        name_encoders(self.names.value, self.name_encoder)

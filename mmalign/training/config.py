@@ -1,0 +1,189 @@
+"""The one training configuration: every setting of a run, its default, and its check.
+
+``TrainConfig`` nests the sections that live beside their code: ``model``
+(:mod:`mmalign.model.config`), ``features`` (:mod:`mmalign.features.config`), ``pseudo``
+(:mod:`mmalign.training.pseudo`), ``selection`` (:mod:`mmalign.training.selection`), and the
+two kept here, ``schedule`` and ``compute``. It is built, and checked, from code, a JSON file
+(``--config``), ``--set key=value`` and flags; a run's ``config.json`` reloads into the same
+object (:meth:`TrainConfig.load`), including run folders written before this configuration
+existed, as they trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from mmalign.errors import MMAlignError
+from mmalign.features.config import FeatureConfig, RelationValues
+from mmalign.hardware import Precision
+from mmalign.model.config import JointLayer0, ModelConfig
+from mmalign.model.loss import Loss
+from mmalign.settings import Choice, Section, at_least, leaf_paths, merge, nest
+from mmalign.training.pseudo import PseudoConfig
+from mmalign.training.selection import SelectionConfig
+
+
+class Variant(Choice):
+    """Where the paper and the authors' code differ (loginmea-spec §2): ``code`` or ``paper``."""
+
+    CODE = "code"
+    PAPER = "paper"
+
+
+VARIANTS = {
+    # Filled in where the configuration leaves them unset (None).
+    Variant.CODE: {"structure_branch": True, "joint_layer0": JointLayer0.EARLY_CONCAT, "relation_values": RelationValues.COUNT},
+    Variant.PAPER: {"structure_branch": False, "joint_layer0": JointLayer0.FUSED, "relation_values": RelationValues.BINARY},
+}
+
+
+@dataclass(frozen=True)
+class ScheduleConfig(Section):
+    """What an epoch trains on, and how long."""
+
+    epochs: int = 500  # the budget; early stopping (selection) usually ends sooner
+    lr: float = 5e-3  # the paper's; the code's 5e-4 needs its 1000 epochs
+    weight_decay: float = 0.01
+    loss: Loss = Loss.NHS
+    tau: float = 0.1  # InfoNCE's temperature (nhs sets its own per anchor)
+    batch_size: int = 3500  # pairs per loss chunk: each pair's in-batch negatives
+    chunks_per_step: int = 0  # loss chunks per optimiser step; 0: one step per epoch over all of them
+    # Pairs in an epoch's loss: every seed, then a fresh sample of the pseudo pairs up to this
+    # many in all, but never fewer pseudo pairs than seeds (so iterative training goes on when
+    # the seeds alone fill the cap); 0: all.
+    max_pairs: int = 14000
+    # Pseudo pairs in an epoch's loss: at most this many per seed pair (0: all). A ratio, not a
+    # count, so it scales with the seeds.
+    pseudo_per_seed: float = 0.0
+    dropout: float = 0.0  # on the embeddings entering the loss (RREA's output dropout)
+
+    def check(self) -> None:
+        at_least("epochs", self.epochs, 1)
+        at_least("batch_size", self.batch_size, 1)
+        for key in ("chunks_per_step", "max_pairs", "pseudo_per_seed", "lr", "weight_decay", "dropout"):
+            at_least(key, getattr(self, key), 0)
+        if self.dropout >= 1:
+            raise MMAlignError(f"--dropout must be below 1, got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class ComputeConfig(Section):
+    """Where and how precisely the run computes; neither changes what it means."""
+
+    device: str = "cpu"  # cpu or cuda:N (``--gpu N``)
+    precision: Precision = Precision.AUTO
+
+    def check(self) -> None:
+        if self.device != "cpu" and not (self.device.startswith("cuda:") and self.device[5:].isdigit()):
+            raise MMAlignError(f"unknown device {self.device!r} (cpu or cuda:N)")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    """Every setting of a training run (the Splink-style one object that describes the model)."""
+
+    seed: int = 2023
+    # Independently seeded models whose embeddings are concatenated (an ensemble); one model is
+    # an ensemble of one. Two members: DBP15K test H@1 0.804 / 0.811 against one model's
+    # 0.789 / 0.789 on zh_en / ja_en, at twice the training time (docs/benchmarks.md).
+    members: int = 2
+    variant: Variant = Variant.CODE
+    model: ModelConfig = field(default_factory=ModelConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+
+    def check(self) -> None:
+        at_least("members", self.members, 1)
+
+    @classmethod
+    def build(cls, settings: Mapping[str, Any] | None = None, where: str = "") -> "TrainConfig":
+        """From ``{name or dotted path: value}`` (``dim`` or ``model.dim``), the rest defaults."""
+        return cls.from_dict(nest(settings or {}, SETTING_PATHS, where))
+
+    def override(self, settings: Mapping[str, Any], where: str = "") -> "TrainConfig":
+        """This configuration with ``settings`` (names or dotted paths) on top, checked again."""
+        return TrainConfig.from_dict(merge(self.to_dict(), nest(settings, SETTING_PATHS, where)))
+
+    def resolved(self) -> "TrainConfig":
+        """Unset variant-dependent settings filled in from ``variant``."""
+        preset = VARIANTS[self.variant]
+        model = dataclasses.replace(self.model, **{k: preset[k] for k in ("structure_branch", "joint_layer0") if getattr(self.model, k) is None})
+        features = self.features
+        if features.relation_values is None:
+            features = dataclasses.replace(features, relation_values=preset["relation_values"])
+        return dataclasses.replace(self, model=model, features=features)
+
+    @classmethod
+    def load(cls, saved: Mapping[str, Any]) -> "TrainConfig":
+        """The configuration a run's ``config.json`` holds, as that run trained.
+
+        Runs written before this configuration existed keep a flat ``options`` dict with
+        older names; settings added since then take the value that run had, where that
+        differs from today's default (:data:`BEFORE_SETTING`).
+        """
+        if "config" in saved:
+            return cls.from_dict(saved["config"])
+        old = dict(saved["options"])
+        flat = {**BEFORE_SETTING, **{LEGACY_NAMES.get(k, k): v for k, v in old.items()}}
+        flat.setdefault("direct_dim", old.get("dim", ModelConfig.direct_dim))  # was tied to dim
+        return cls.build(flat, where=" in an older run's config.json")
+
+
+SETTING_PATHS = leaf_paths(TrainConfig)
+"""Every setting's dotted path by its own name: ``{"dim": "model.dim", ...}``."""
+
+LEGACY_NAMES = {"il_start": "start", "il_check": "check_every", "il_window": "window", "pseudo_pool": "pool",
+                "pseudo_refresh": "refresh", "pseudo_score": "score"}
+"""Setting names of run folders written before the nested configuration, where they differ."""
+
+BEFORE_SETTING = {"refresh": False, "relation_direction": "merged", "members": 1, "precision": "bf16"}
+"""What runs saved before a setting existed did, where that differs from today's default."""
+
+
+def settings_file(path: Path) -> dict[str, Any]:
+    """The settings a ``--config`` JSON file holds, as ``{dotted path: value}``.
+
+    The file may be nested like ``config.json``'s ``config`` (a run's whole ``config.json``
+    works too), or flat ``{"dim": 64, "schedule.lr": 0.01}``; older flat option names are
+    understood.
+    """
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MMAlignError(f"cannot read config: {error}", path=path) from None
+    if not isinstance(data, dict):
+        raise MMAlignError("a config file holds a JSON object of settings", path=path)
+    if "config" in data or "options" in data:
+        data = TrainConfig.load(data).to_dict()
+    flat = _flatten(data)
+    try:
+        nest(flat, SETTING_PATHS)
+    except MMAlignError as error:
+        raise MMAlignError(str(error), path=path) from None
+    return flat
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = LEGACY_NAMES.get(key, key) if not prefix else key
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The configuration of the run in ``run_dir`` (its ``config.json``)."""
+    from mmalign.run import read_json
+
+    return TrainConfig.load(read_json(Path(run_dir) / "config.json"))

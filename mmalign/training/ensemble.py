@@ -1,0 +1,203 @@
+"""A run's models: ``members`` independently seeded models whose embeddings are concatenated.
+
+One model is an ensemble of one, so every run has one folder layout and one summary schema.
+Members share the inputs and the splits and differ in their seed (``seed``, ``seed + 1``,
+...), so in their initialisation and sampling; each trains in ``members/<k>/`` with its own
+checkpoints, metrics and selection on validation. Concatenating unit-length embeddings
+averages the members' cosines, and independent members err on different pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from mmalign.allocator import release_freed_memory
+from mmalign.atomic import atomic_write_json
+from mmalign.evaluation import test_metrics, validation_metrics
+from mmalign.hardware import PrecisionChoice
+from mmalign.model.loginmea import LoginMEA
+from mmalign.report import Reporter
+from mmalign.run import append_jsonl, atomic_save_tensors, load_embeddings, read_json
+from mmalign.training.checkpoint import has_checkpoint, load_checkpoint
+from mmalign.training.config import TrainConfig
+from mmalign.training.inputs import Inputs
+from mmalign.training.loop import BEST, METRICS, Trainer
+from mmalign.training.splits import Splits
+
+SUMMARY, EMBEDDINGS = "summary.json", "embeddings.safetensors"
+SUMMARY_FORMAT = 2
+"""Version of ``summary.json``: 2 is one schema for every run (a list of members)."""
+
+
+@dataclass
+class MemberResult:
+    """One trained model of a run, as its ``members/<k>/summary.json`` records it."""
+
+    folder: Path
+    seed: int
+    selected_epoch: int
+    epochs_run: int
+    valid: dict[str, float]
+    test: dict[str, float] | None
+    seconds: float
+    seconds_per_epoch: float
+    pseudo_pairs: int
+    direct_weight: dict[str, float] | None
+
+    def record(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "folder"}
+
+    @classmethod
+    def saved(cls, folder: Path) -> "MemberResult":
+        return cls(folder=folder, **{k: v for k, v in read_json(folder / SUMMARY).items() if k in _MEMBER_FIELDS})
+
+
+_MEMBER_FIELDS = {f.name for f in dataclasses.fields(MemberResult)} - {"folder"}
+
+
+@dataclass
+class TrainResult:
+    """A finished run: the whole's metrics and every member's."""
+
+    run_dir: Path
+    members: list[MemberResult]
+    valid: dict[str, float]
+    test: dict[str, float] | None
+    modalities: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return sum(m.seconds for m in self.members)
+
+    @property
+    def epochs_run(self) -> int:
+        return sum(m.epochs_run for m in self.members)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return self.seconds / max(self.epochs_run, 1)
+
+
+def member_folder(run_dir: Path, k: int, legacy_single: bool) -> Path:
+    """``members/<k>/``; a one-model run written before ensembles trained in the run folder itself."""
+    return run_dir if legacy_single else run_dir / "members" / str(k)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_members(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path, precision: PrecisionChoice,
+                  device: torch.device, reporter: Reporter, *, resuming: bool, legacy_single: bool = False) -> TrainResult:
+    """Train (or finish training) every member, then combine them into the run's embeddings and summary."""
+    members: list[MemberResult] = []
+    for k in range(config.members):
+        folder = member_folder(run_dir, k, legacy_single)
+        label = folder.name if legacy_single else f"members/{k}"
+        if resuming and (folder / SUMMARY).is_file() and not legacy_single:
+            members.append(MemberResult.saved(folder))
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        member = dataclasses.replace(config, seed=config.seed + k)
+        if config.members > 1:
+            reporter.info(f"{label}: model {k + 1} of {config.members} (seed {member.seed})")
+        seed_everything(member.seed)
+        model = LoginMEA(member.model, [f.dim for f in inputs.features], inputs.n_entities, inputs.n_relations,
+                         inputs.direct, precision.dtype).to(device)
+        trainer = Trainer(model, inputs, splits, member, folder, precision, device, reporter)
+        if resuming and has_checkpoint(folder):
+            load_checkpoint(trainer)
+            reporter.info(f"resuming {label} at epoch {trainer.epoch}")
+        elif resuming:
+            reporter.info(f"{label} has no checkpoint yet: starting it from epoch 0")
+        epochs_run, seconds = trainer.fit()
+        members.append(_finish_member(trainer, member.seed, epochs_run, seconds))
+        del trainer, model
+        # The finished member's final evaluation left free pages in the heap; handed back before
+        # the next member trains, so the two do not stack.
+        release_freed_memory()
+    return _combine(inputs, splits, config, run_dir, members, precision)
+
+
+def _finish_member(trainer: Trainer, seed: int, epochs_run: int, seconds: float) -> MemberResult:
+    """Load the member's best validation weights; its embeddings, test metrics and summary."""
+    folder = trainer.folder
+    release_freed_memory()
+    if (folder / BEST).is_file():
+        trainer.model.load_state_dict(load_file(str(folder / BEST)))
+    embeddings = trainer.output_embeddings()
+    n1, csls = trainer.inputs.n1, trainer.config.selection.csls
+    valid = validation_metrics(embeddings, trainer.splits, n1, csls)
+    test = test_metrics(embeddings, trainer.splits.test, csls) if trainer.splits.test is not None else None
+    best_epoch = trainer.selector.best_epoch
+    if test is not None:
+        append_jsonl(folder / METRICS, {"epoch": best_epoch, "split": "test", **test})
+    atomic_save_tensors(folder / EMBEDDINGS, {"kg1": embeddings[:n1], "kg2": embeddings[n1:]})
+    weight = trainer.selector.output_weight
+    result = MemberResult(
+        folder=folder, seed=seed, selected_epoch=best_epoch, epochs_run=trainer.epoch, valid=valid, test=test,
+        seconds=round(seconds, 2), seconds_per_epoch=round(seconds / max(epochs_run, 1), 4), pseudo_pairs=int(len(trainer.pseudo.pairs)),
+        direct_weight=None if weight is None else {"trained": trainer.config.model.direct_weight, "selected": weight},
+    )
+    atomic_write_json(folder / SUMMARY, result.record())
+    return result
+
+
+def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path, members: list[MemberResult],
+             precision: PrecisionChoice) -> TrainResult:
+    """The run's embeddings (the members' concatenated, normalised again), metrics and summary.
+
+    The members' embeddings are copied one at a time into one N × ΣD matrix normalised in
+    place: loading them all and concatenating held three copies at once. One member's
+    embeddings are the run's as they are (linked, not copied).
+    """
+    target = run_dir / EMBEDDINGS
+    if len(members) == 1:
+        member = members[0]
+        if member.folder != run_dir:
+            target.unlink(missing_ok=True)
+            try:
+                os.link(member.folder / EMBEDDINGS, target)
+            except OSError:
+                atomic_save_tensors(target, dict(zip(("kg1", "kg2"), load_embeddings(member.folder))))
+        valid, test = member.valid, member.test
+    else:
+        embeddings, n1 = None, inputs.n1
+        for k, member in enumerate(members):
+            kg1, kg2 = load_embeddings(member.folder)
+            if embeddings is None:
+                width = kg1.shape[1]
+                embeddings = torch.empty(n1 + len(kg2), width * len(members))
+            embeddings[:n1, k * width : (k + 1) * width] = kg1
+            embeddings[n1:, k * width : (k + 1) * width] = kg2
+            del kg1, kg2
+        assert embeddings is not None
+        embeddings.div_(torch.linalg.vector_norm(embeddings, dim=1, keepdim=True).clamp_min_(1e-12))
+        valid = validation_metrics(embeddings, splits, n1, config.selection.csls)
+        test = test_metrics(embeddings, splits.test, config.selection.csls) if splits.test is not None else None
+        atomic_save_tensors(target, {"kg1": embeddings[:n1], "kg2": embeddings[n1:]})
+    modalities, skipped = inputs.summary(config.features.modalities)
+    result = TrainResult(run_dir, members, valid, test, modalities)
+    atomic_write_json(run_dir / SUMMARY, {
+        "format": SUMMARY_FORMAT,
+        "members": [m.record() for m in members],
+        "valid": valid,
+        "test": test,
+        "modalities": modalities,
+        "skipped_modalities": skipped,
+        "precision": precision.as_dict(),
+        "seconds": round(result.seconds, 2),
+        "seconds_per_epoch": round(result.seconds_per_epoch, 4),
+    })
+    return result

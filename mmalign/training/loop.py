@@ -1,0 +1,174 @@
+"""The training loop of one model: epochs of chunked contrastive steps, validation, pseudo pairs.
+
+An epoch trains on every seed pair and a sample of the pseudo pairs, shuffled and cut into
+even chunks of at most ``batch_size`` pairs (each pair's in-batch negatives). A step runs
+one full-graph forward, the loss of its chunks and one backward through the model
+(``chunks_per_step`` chunks per step; 0: the whole epoch in one step, the authors' step
+structure with one backward instead of one per chunk).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmalign.allocator import release_freed_memory
+from mmalign.hardware import PrecisionChoice
+from mmalign.model.loginmea import LoginMEA
+from mmalign.model.loss import LOSSES
+from mmalign.report import SILENT, Reporter
+from mmalign.run import append_jsonl, atomic_save_tensors
+from mmalign.training.checkpoint import save_checkpoint
+from mmalign.training.config import TrainConfig
+from mmalign.training.inputs import Inputs
+from mmalign.training.pseudo import PseudoLabeller
+from mmalign.training.selection import Metrics, Selector
+from mmalign.training.splits import Splits
+
+BEST = "best.safetensors"
+METRICS = "metrics.jsonl"
+
+
+class Trainer:
+    """One model's training state in its folder; :meth:`fit` trains, ``checkpoint`` saves and loads it."""
+
+    def __init__(self, model: LoginMEA, inputs: Inputs, splits: Splits, config: TrainConfig, folder: Path,
+                 precision: PrecisionChoice, device: torch.device, reporter: Reporter = SILENT) -> None:
+        self.model, self.inputs, self.splits, self.config, self.folder = model, inputs, splits, config, folder
+        self.precision, self.device, self.reporter = precision, device, reporter
+        schedule = config.schedule
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
+        self.loss_fn = LOSSES[schedule.loss]
+        self.pseudo = PseudoLabeller(config.pseudo, config.selection.csls, precision.chosen, reporter)
+        self.selector = Selector(config.selection)
+        self.generator = np.random.default_rng(config.seed)
+        self.epoch = 0
+
+    # -- one epoch ---------------------------------------------------------------------
+    def step(self) -> float:
+        """One epoch: its pairs in even chunks of at most ``batch_size``, ``chunks_per_step`` per update."""
+        schedule = self.config.schedule
+        pairs = self._epoch_pairs()
+        n_chunks = -(-len(pairs) // schedule.batch_size)
+        chunks = np.array_split(pairs, n_chunks)  # even sizes: no small remainder chunk with few negatives
+        per_step = schedule.chunks_per_step or n_chunks
+        return sum(self._update(chunks[i : i + per_step]) for i in range(0, n_chunks, per_step))
+
+    def _epoch_pairs(self) -> np.ndarray:
+        """Every seed and a fresh sample of the pseudo pairs, shuffled."""
+        schedule = self.config.schedule
+        pseudo = self.pseudo.pairs
+        room, seeds = len(pseudo), len(self.splits.train)
+        if schedule.max_pairs:
+            room = min(room, max(schedule.max_pairs - seeds, seeds))
+        if schedule.pseudo_per_seed:
+            room = min(room, int(schedule.pseudo_per_seed * seeds))
+        if room < len(pseudo):
+            # The loss costs O(pairs × batch × width): past the cap, every seed pair and a fresh
+            # random sample of the pseudo pairs each epoch keeps an epoch's cost flat.
+            pseudo = pseudo[self.generator.choice(len(pseudo), size=room, replace=False)]
+        pairs = np.concatenate([self.splits.train, pseudo])
+        return pairs[self.generator.permutation(len(pairs))]
+
+    def _update(self, chunks: list[np.ndarray]) -> float:
+        """One forward, the chunks' losses, one backward through the model, one optimiser step."""
+        schedule = self.config.schedule
+        self.model.train()
+        blocks = self.model.forward_blocks(self.inputs.matrices, self.inputs.graph)
+        # Gather every row the loss needs once per block: each gather's backward zero-fills an
+        # N × d gradient, so one gather per block instead of one per block, side and chunk.
+        rows, local = np.unique(np.concatenate(chunks), return_inverse=True)
+        local = torch.from_numpy(local.reshape(-1, 2)).to(self.device)
+        index = torch.from_numpy(rows).to(self.device)
+        table = torch.cat([b[index] for b in blocks], dim=1)
+        if schedule.dropout:
+            table = torch.nn.functional.dropout(table, schedule.dropout)
+        # Each chunk's loss is differentiated right away and its graph freed, then one backward
+        # runs through the model: the same gradient as one backward of the summed loss, without
+        # every chunk's B × B logits alive at once. A chunk's rows are leaves of their own whose
+        # gradients are added into one table-sized buffer: differentiating through the gather
+        # instead zero-fills and adds a whole table-sized gradient per chunk and side.
+        source = table.detach().to(self.precision.dtype)
+        grad = torch.zeros_like(table)
+        total, start = 0.0, 0
+        for size in (len(c) for c in chunks):
+            chunk = local[start : start + size]
+            start += size
+            sides = [source.index_select(0, chunk[:, side]).requires_grad_() for side in (0, 1)]
+            loss = self.loss_fn(*sides, schedule.tau).float()
+            loss.backward()
+            for side, leaf in zip((0, 1), sides):
+                grad.index_add_(0, chunk[:, side], leaf.grad.to(grad.dtype))
+            total += float(loss.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        table.backward(grad)
+        self.optimizer.step()
+        return total
+
+    # -- embeddings and validation -----------------------------------------------------
+    @torch.no_grad()
+    def embeddings(self) -> torch.Tensor:
+        """L2-normalised embeddings of every entity (float32, on the CPU)."""
+        self.model.eval()
+        blocks = self.model.forward_blocks(self.inputs.matrices, self.inputs.graph)
+        return torch.nn.functional.normalize(torch.cat(blocks, dim=1), dim=1).float().cpu()
+
+    def output_embeddings(self) -> torch.Tensor:
+        """The embeddings with the selected direct-block weight, if the model has a direct block."""
+        embeddings = self.embeddings()
+        weight = self.selector.output_weight
+        if weight is None or not self.model.direct_width:
+            return embeddings
+        return self.model.reweight_direct(embeddings, weight)
+
+    def validate(self, embeddings: torch.Tensor) -> tuple[Metrics, float | None]:
+        from mmalign.evaluation import validation_metrics
+
+        def measure(candidate: torch.Tensor) -> Metrics:
+            return validation_metrics(candidate, self.splits, self.inputs.n1, self.config.selection.csls)
+
+        reweight = self.model.reweight_direct if self.model.direct_width else None
+        return self.selector.validate(embeddings, measure, reweight)
+
+    # -- the loop ----------------------------------------------------------------------
+    def fit(self) -> tuple[int, float]:
+        """Train until the epoch budget or early stopping; returns (epochs run now, seconds)."""
+        epochs = self.config.schedule.epochs
+        start_epoch, started = self.epoch, time.perf_counter()
+        last_h1 = float("nan")
+        with self.reporter.progress("training", total=epochs) as task:
+            task.advance(self.epoch)
+            while self.epoch < epochs:
+                loss = self.step()
+                epoch = self.epoch + 1
+                evaluate = self.selector.due(epoch, epochs)
+                search = self.pseudo.due(epoch)
+                embeddings = None
+                if evaluate or search:
+                    release_freed_memory()  # the search and the ranking do not stack on the steps' fragments
+                    embeddings = self.embeddings()
+                    if search:
+                        self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities, self.splits.test)
+                self.epoch = epoch
+                if evaluate:
+                    assert embeddings is not None
+                    metrics, weight = self.validate(embeddings)
+                    last_h1 = metrics["hits@1"]
+                    extra = {} if weight is None else {"direct_weight": weight}
+                    append_jsonl(self.folder / METRICS, {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo.pairs),
+                                                         "seconds": round(time.perf_counter() - started, 2), **extra, **metrics})
+                    if self.selector.observe(epoch, metrics, weight):
+                        atomic_save_tensors(self.folder / BEST, self.model.state_dict())
+                    save_checkpoint(self)
+                if embeddings is not None:
+                    del embeddings
+                    release_freed_memory()  # nor the next steps on theirs
+                task.advance(1, loss=round(loss, 4), valid_h1=last_h1, pseudo=len(self.pseudo.pairs))
+                if evaluate and self.selector.should_stop(epoch):
+                    self.reporter.info(f"early stop at epoch {epoch}: validation H@1/MRR not better for "
+                                       f"{self.config.selection.patience} evaluations")
+                    break
+        return self.epoch - start_epoch, time.perf_counter() - started
