@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import torch
 
+from mmalign.blas import mm
+
 
 def _blocks(left: torch.Tensor, right_t: torch.Tensor, block: int, dtype: torch.dtype):
     """Row blocks of ``left @ right_t`` in ``dtype``: a bf16 product's values are bf16 already,
     so top-k on them picks what it would on a float32 copy, without a pass to make one."""
     for start in range(0, len(left), block):
-        yield start, left[start : start + block].to(dtype) @ right_t
+        yield start, mm(left[start : start + block].to(dtype), right_t)
 
 
 def top_k_both(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int,

@@ -27,7 +27,10 @@ class SelectionConfig(Section):
 
     valid_fraction: float = 0.1  # of the seeds held out for selection when no --valid file is given
     eval_every: int = 10
-    patience: int = 5  # evaluations without a better validation H@1/MRR before stopping
+    patience: int = 5  # evaluations without a gain of min_delta in validation H@1 before stopping
+    # The gain in validation H@1 that resets the patience. 0: any better H@1/MRR does. The
+    # selected model is always the best one, however small its lead.
+    min_delta: float = 0.0
     min_epochs: int = 100  # never stop before this epoch (iterative training needs time)
     csls: int = 3  # CSLS neighbourhood of validation, test and the pseudo-pair search
 
@@ -36,6 +39,7 @@ class SelectionConfig(Section):
             raise MMAlignError(f"--valid-fraction must be between 0 and 1, got {self.valid_fraction}")
         at_least("eval_every", self.eval_every, 1)
         at_least("patience", self.patience, 1)
+        at_least("min_delta", self.min_delta, 0)
         at_least("min_epochs", self.min_epochs, 0)
         at_least("csls", self.csls, 0)
 
@@ -51,6 +55,7 @@ class Selector:
     best_score: list[float] = field(default_factory=lambda: [-1.0, -1.0])
     best_epoch: int = -1
     bad_evals: int = 0
+    mark: float = -1.0  # validation H@1 at the last gain of min_delta
     output_weight: float | None = None  # direct-block weight selected with the best model
 
     def due(self, epoch: int, last_epoch: int) -> bool:
@@ -79,12 +84,21 @@ class Selector:
         return best[1], best[2]
 
     def observe(self, epoch: int, metrics: Metrics, weight: float | None) -> bool:
-        """Record an evaluation; True when it is the best so far (H@1 first, MRR breaks ties)."""
+        """Record an evaluation; True when it is the best so far (H@1 first, MRR breaks ties).
+
+        Patience restarts on a gain of ``min_delta`` over the H@1 of its last restart (any
+        better score when 0): on a few hundred validation pairs, gains of one pair every few
+        evaluations are mostly noise, yet kept a run going for a hundred epochs.
+        """
         score = [metrics["hits@1"], metrics["mrr"]]
+        delta = self.config.min_delta
+        gained = score > self.best_score if delta == 0 else metrics["hits@1"] >= self.mark + delta
+        self.bad_evals = 0 if gained else self.bad_evals + 1
+        if gained:
+            self.mark = metrics["hits@1"]
         if score > self.best_score:
-            self.best_score, self.best_epoch, self.bad_evals, self.output_weight = score, epoch, 0, weight
+            self.best_score, self.best_epoch, self.output_weight = score, epoch, weight
             return True
-        self.bad_evals += 1
         return False
 
     def should_stop(self, epoch: int) -> bool:
@@ -92,8 +106,9 @@ class Selector:
 
     def state(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "best_epoch": self.best_epoch, "bad_evals": self.bad_evals,
-                "output_weight": self.output_weight}
+                "output_weight": self.output_weight, "mark": self.mark}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.best_score, self.best_epoch, self.bad_evals = state["best_score"], state["best_epoch"], state["bad_evals"]
         self.output_weight = state.get("output_weight")
+        self.mark = state.get("mark", self.best_score[0])

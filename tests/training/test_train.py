@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,36 @@ def test_resume_continues_to_the_same_result(workspace) -> None:
     assert resumed.epochs_run == 30
     a = load_file(str(full.run_dir / "embeddings.safetensors"))
     b = load_file(str(resumed.run_dir / "embeddings.safetensors"))
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in ("kg1", "kg2"))
+
+
+def test_a_one_model_run_saved_before_the_package_layout_resumes(workspace) -> None:
+    """Older one-model runs trained in the run folder itself, with flat options of older names."""
+    from mmalign.training.config import LEGACY_NAMES
+
+    work, pair = workspace
+    full = train(work, pair.seeds, config(epochs=30, min_epochs=0))
+    partial = train(work, pair.seeds, config(epochs=20, min_epochs=0))
+    run = partial.run_dir
+    for path in (run / "members" / "0").iterdir():
+        if path.name not in ("summary.json", "embeddings.safetensors"):  # as if it had stopped at epoch 20
+            path.rename(run / path.name)
+    for name in ("summary.json", "embeddings.safetensors"):
+        (run / name).unlink()
+    shutil.rmtree(run / "members")
+    saved = json.loads((run / "config.json").read_text())
+    old_names = {new: old for old, new in LEGACY_NAMES.items()}
+    flat = {old_names.get(name, name): value for section in saved.pop("config").values() if isinstance(section, dict)
+            for name, value in section.items()}
+    saved["options"] = {**flat, "seed": 2023, "members": 1, "variant": "code", "epochs": 30}
+    saved.pop("format")
+    (run / "config.json").write_text(json.dumps(saved))
+    reporter = RecordingReporter()
+    resumed = resume(work, run, reporter=reporter)
+    assert f"resuming {run.name} at epoch 20" in reporter.infos
+    assert resumed.epochs_run == 30 and json.loads((run / "summary.json").read_text())["format"] == 2
+    a = load_file(str(full.run_dir / "embeddings.safetensors"))
+    b = load_file(str(run / "embeddings.safetensors"))
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in ("kg1", "kg2"))
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mmalign.ingest import ingest
 from mmalign.training import TrainConfig, train
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 MIN_TEST_H1_AFTER_10_EPOCHS = 0.27  # measured 0.324 (seed 2023); chance is 1/10,500
 
