@@ -24,16 +24,16 @@ import mmalign
 from mmalign.allocator import release_freed_memory
 from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
+from mmalign.evaluation import evaluate_pairs, gold_targets, non_seed_targets
 from mmalign.features import REGISTERED_MODALITIES
 from mmalign.features.base import REGISTRY, FeatureContext, ModalityFeatures
 from mmalign.features.names import name_encoders
 from mmalign.graph import Graph, build_graph
 from mmalign.hardware import PRECISIONS, PrecisionChoice, choose_precision
-from mmalign.metrics import hits_mrr
 from mmalign.model.encoders import prepare_input
 from mmalign.model.loginmea import LoginMEA, ModelConfig
 from mmalign.model.loss import LOSSES
-from mmalign.pairs import pair_keys, read_pairs
+from mmalign.pairs import read_pairs, read_run_pairs, write_pairs
 from mmalign.report import SILENT, Reporter
 from mmalign.atomic import atomic_write_json
 from mmalign.run import (
@@ -41,12 +41,10 @@ from mmalign.run import (
     atomic_save_tensors,
     load_embeddings,
     new_run,
+    pairs_file,
     read_json,
-    read_pairs as read_key_pairs,
-    write_pairs,
 )
-from mmalign.pseudo import mutual_nearest
-from mmalign.search import rank_of_targets
+from mmalign.search import mutual_nearest
 from mmalign.workspace import Workspace
 
 VARIANT_DEFAULTS = {
@@ -223,29 +221,6 @@ class TrainResult:
         return cls(folder, s["selected_epoch"], s["valid"], s["test"], s["epochs_run"], s["seconds"], s["seconds_per_epoch"], s["modalities"])
 
 
-def evaluate_pairs(embeddings: torch.Tensor, pairs: np.ndarray, csls_k: int, candidates: np.ndarray | None = None) -> dict[str, float]:
-    """H@k/MRR with CSLS; candidates default to the pairs' targets (the papers' protocol)."""
-    targets = np.unique(pairs[:, 1]) if candidates is None else candidates
-    target_index = np.searchsorted(targets, pairs[:, 1])
-    queries, query_rows = np.unique(pairs[:, 0], return_inverse=True)
-    ranks = rank_of_targets(
-        embeddings[queries], embeddings[targets], torch.from_numpy(target_index),
-        csls_k=csls_k, query_rows=torch.from_numpy(query_rows),
-    )
-    return hits_mrr(ranks)
-
-
-def validate_pairs(embeddings: torch.Tensor, splits: Splits, n1: int, n_entities: int, csls_k: int) -> dict[str, float]:
-    """Validation ranks each query against every KG2 entity outside the training seeds.
-
-    The validation split is small (10% of the seeds), and ranking it only against its own
-    targets saturates long before test accuracy does; all non-seed KG2 entities make a
-    candidate set as hard as the real task, without looking at test labels.
-    """
-    candidates = np.setdiff1d(np.arange(n1, n_entities), splits.train[:, 1])
-    return evaluate_pairs(embeddings, splits.valid, csls_k, candidates)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -417,10 +392,11 @@ class Trainer:
         return torch.nn.functional.normalize(torch.cat(blocks, dim=1), dim=1).float().cpu()
 
     def evaluate(self, embeddings: torch.Tensor, pairs: np.ndarray) -> dict[str, float]:
-        return evaluate_pairs(embeddings, pairs, self.options.csls)
+        return evaluate_pairs(embeddings, embeddings, pairs, gold_targets(pairs), csls_k=self.options.csls)
 
     def validate(self, embeddings: torch.Tensor) -> dict[str, float]:
-        return validate_pairs(embeddings, self.splits, self.n1, self.n_entities, self.options.csls)
+        candidates = non_seed_targets(np.arange(self.n1, self.n_entities), self.splits.train)
+        return evaluate_pairs(embeddings, embeddings, self.splits.valid, candidates, csls_k=self.options.csls)
 
     def validate_output(self, embeddings: torch.Tensor) -> tuple[dict[str, float], float | None]:
         """Validation metrics at the best output weight of the direct (names) block, and that weight.
@@ -673,22 +649,18 @@ def resume(workdir: Path, run_dir: Path, *, reporter: Reporter = SILENT) -> Trai
 
 def _write_split_files(run_dir: Path, workspace: Workspace, splits: Splits) -> None:
     offset = np.array([0, len(workspace.kg1.entities)])
-    (run_dir / "pairs").mkdir(exist_ok=True)
     for name in ("train", "valid", "test"):
         pairs = getattr(splits, name)
         if pairs is not None:
-            write_pairs(run_dir / "pairs" / f"{name}.tsv", pair_keys(pairs - offset, workspace))
+            write_pairs(pairs_file(run_dir, name), pairs - offset, workspace)
 
 
 def _read_split_files(run_dir: Path, workspace: Workspace) -> Splits:
-    left, right = workspace.kg1.entity_index(), workspace.kg2.entity_index()
-    offset = len(workspace.kg1.entities)
+    offset = np.array([0, len(workspace.kg1.entities)])
 
     def load(name: str) -> np.ndarray | None:
-        path = run_dir / "pairs" / f"{name}.tsv"
-        if not path.is_file():
-            return None
-        return np.asarray([(left[a], right[b] + offset) for a, b in read_key_pairs(path)], dtype=np.int64).reshape(-1, 2)
+        pairs = read_run_pairs(pairs_file(run_dir, name), workspace)
+        return None if pairs is None else pairs + offset
 
     return Splits(load("train"), load("valid"), load("test"))
 
@@ -744,8 +716,9 @@ def _finish_ensemble(splits: Splits, options: TrainOptions, run_dir: Path, membe
         embeddings[n1:, k * width : (k + 1) * width] = kg2
         del kg1, kg2
     embeddings.div_(torch.linalg.vector_norm(embeddings, dim=1, keepdim=True).clamp_min_(1e-12))
-    valid = validate_pairs(embeddings, splits, n1, len(embeddings), options.csls)
-    test = evaluate_pairs(embeddings, splits.test, options.csls) if splits.test is not None else None
+    candidates = non_seed_targets(np.arange(n1, len(embeddings)), splits.train)
+    valid = evaluate_pairs(embeddings, embeddings, splits.valid, candidates, csls_k=options.csls)
+    test = evaluate_pairs(embeddings, embeddings, splits.test, gold_targets(splits.test), csls_k=options.csls) if splits.test is not None else None
     atomic_save_tensors(run_dir / "embeddings.safetensors", {"kg1": embeddings[:n1], "kg2": embeddings[n1:]})
     seconds, epochs = sum(m.seconds for m in members), sum(m.epochs_run for m in members)
     summary = {
