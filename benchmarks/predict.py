@@ -92,15 +92,18 @@ def fake_run(workdir: Path, dim: int) -> Path:
     import torch
 
     from mmalign.atomic import atomic_write_json
-    from mmalign.run import atomic_save_tensors, new_run, write_pairs
+    from mmalign.pairs import write_pairs
+    from mmalign.run import atomic_save_tensors, new_run, pairs_file
     from mmalign.workspace import Workspace
 
     workspace = Workspace.open(workdir)
     rng = np.random.default_rng(0)
-    seeds = [workspace.links[i] for i in rng.permutation(len(workspace.links))[:4500]]
+    left, right = workspace.kg1.entity_index(), workspace.kg2.entity_index()
+    links = np.array([(left[a], right[b]) for a, b in workspace.links])
+    seeds = links[rng.permutation(len(links))[:4500]]
     run = new_run(workdir)
-    write_pairs(run / "pairs" / "train.tsv", seeds[:4050])
-    write_pairs(run / "pairs" / "valid.tsv", seeds[4050:])
+    write_pairs(pairs_file(run, "train"), seeds[:4050], workspace)
+    write_pairs(pairs_file(run, "valid"), seeds[4050:], workspace)
     tensors = {
         side: torch.nn.functional.normalize(torch.randn(len(kg.entities), dim), dim=1)
         for side, kg in (("kg1", workspace.kg1), ("kg2", workspace.kg2))

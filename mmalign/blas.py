@@ -42,8 +42,8 @@ def backend() -> tuple[str, str]:
     return "openblas", f"MKL takes generic paths on {vendor}; numpy's OpenBLAS has kernels for it"
 
 
-def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` for 2-D tensors (views such as ``x.T`` welcome), on the chosen BLAS.
+def mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b`` for 2-D tensors (views such as ``x.T`` welcome), on the chosen BLAS; into ``out`` if given.
 
     Only float32 CPU tensors outside autograd go to OpenBLAS (inside an autograd Function's
     forward or backward, or under no_grad); anything else is torch's.
@@ -51,8 +51,8 @@ def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     recorded = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
     if (a.dtype != torch.float32 or b.dtype != torch.float32 or a.device.type != "cpu" or b.device.type != "cpu"
             or recorded or backend()[0] != "openblas"):
-        return a @ b
-    out = torch.empty(a.shape[0], b.shape[1])
+        return torch.mm(a, b, out=out) if out is not None else a @ b
+    out = torch.empty(a.shape[0], b.shape[1]) if out is None else out
     np.matmul(a.detach().numpy(), b.detach().numpy(), out=out.numpy())
     return out
 

@@ -1,23 +1,109 @@
-"""TEMPORARY shim until the floors branch lands its evaluation module."""
+"""Evaluation: the ranking protocols and the metrics papers report (Hits@k, MRR, MR).
+
+Training (validation, test) and ``mmalign evaluate`` rank through here, so a run's test
+pairs give the same numbers in both. Every protocol ranks id pairs ``(row of left, row of
+right)`` the same way: the queries are the distinct left entities of the pairs, each used
+once (so CSLS sees each entity once even when gold is one-to-many), and each pair's target
+is ranked among a set of candidate rows of ``right``. Protocols differ only in that set:
+
+- :func:`gold_targets`, the papers' protocol: the distinct targets of the pairs, so numbers
+  compare with published tables;
+- :func:`non_seed_targets`, validation's: every KG2 entity outside the training seeds;
+- every row of ``right`` (``mmalign evaluate --all-candidates``): harder, closer to real use.
+
+Ranks are 1-based (1 = the gold target scored best), one per pair. Hits@k and MRR are
+fractions in [0, 1] (papers print them ×100); MR is the mean rank.
+"""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
+from torch import Tensor
 
-from mmalign.metrics import hits_mrr
+from mmalign.report import SILENT, Reporter
 from mmalign.search import rank_of_targets
 
+Metrics = dict[str, float | int]
+"""What :func:`hits_mrr` returns: ``hits@k`` for each k, ``mrr``, ``mr`` and ``count``."""
 
-def test_metrics(embeddings: torch.Tensor, pairs: np.ndarray, csls_k: int, candidates: np.ndarray | None = None) -> dict[str, float]:
-    targets = np.unique(pairs[:, 1]) if candidates is None else candidates
-    target_index = np.searchsorted(targets, pairs[:, 1])
+
+def gold_targets(pairs: np.ndarray) -> np.ndarray:
+    """The papers' candidates: the distinct targets of the pairs, sorted."""
+    return np.unique(pairs[:, 1])
+
+
+def non_seed_targets(entities: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Validation's candidates: ``entities`` (the KG2 rows) minus the training seeds' targets.
+
+    The validation split is small (10% of the seeds), and ranking it only against its own
+    targets saturates long before test accuracy does; all non-seed KG2 entities make a
+    candidate set as hard as the real task, without looking at test labels.
+    """
+    return np.setdiff1d(entities, seeds[:, 1])
+
+
+def rank_pairs(
+    left: Tensor,
+    right: Tensor,
+    pairs: np.ndarray,
+    candidates: np.ndarray,
+    *,
+    csls_k: int = 0,
+    block: int = 4096,
+    reporter: Reporter = SILENT,
+) -> Tensor:
+    """Rank of each pair's target among ``candidates`` for the pair's query, int64, one per pair.
+
+    ``pairs`` is (P, 2): rows of ``left``, rows of ``right``. ``candidates`` are rows of
+    ``right``, sorted and distinct, holding every pair's target (ValueError otherwise).
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    if len(candidates) > 1 and not bool((np.diff(candidates) > 0).all()):
+        raise ValueError("candidates must be sorted and distinct")
+    target_index = np.searchsorted(candidates, pairs[:, 1])
+    if not bool((target_index < len(candidates)).all()) or not np.array_equal(candidates[target_index], pairs[:, 1]):
+        raise ValueError("every pair's target must be among the candidates")
     queries, query_rows = np.unique(pairs[:, 0], return_inverse=True)
-    ranks = rank_of_targets(embeddings[queries], embeddings[targets], torch.from_numpy(target_index),
-                            csls_k=csls_k, query_rows=torch.from_numpy(query_rows))
-    return hits_mrr(ranks)
+    # Every row of right: rank against it as it is rather than against a copy of it.
+    pool = right if len(candidates) == len(right) else right[torch.from_numpy(candidates)]
+    return rank_of_targets(
+        left[torch.from_numpy(queries)], pool, torch.from_numpy(target_index), csls_k=csls_k, block=block,
+        query_rows=torch.from_numpy(query_rows), reporter=reporter,
+    )
 
 
-def validation_metrics(embeddings: torch.Tensor, splits, n1: int, csls_k: int) -> dict[str, float]:
-    candidates = np.setdiff1d(np.arange(n1, len(embeddings)), splits.train[:, 1])
-    return test_metrics(embeddings, splits.valid, csls_k, candidates)
+def evaluate_pairs(
+    left: Tensor,
+    right: Tensor,
+    pairs: np.ndarray,
+    candidates: np.ndarray,
+    *,
+    csls_k: int = 0,
+    reporter: Reporter = SILENT,
+) -> dict[str, float | int]:
+    """:func:`hits_mrr` of the pairs' ranks among ``candidates`` (see :func:`rank_pairs`)."""
+    return hits_mrr(rank_pairs(left, right, pairs, candidates, csls_k=csls_k, reporter=reporter))
+
+
+def hits_mrr(ranks: Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float | int]:
+    """``{"hits@1": …, "hits@5": …, "hits@10": …, "mrr": …, "mr": …, "count": n}``.
+
+    Keys follow ``ks`` (``hits@{k}`` each), then ``mrr``, ``mr`` (floats) and ``count`` (int,
+    the number of ranks). Raises ValueError on no ranks or ranks below 1, which would mean a
+    bug upstream rather than a bad model.
+    """
+    ranks = torch.as_tensor(ranks)
+    if ranks.numel() == 0:
+        raise ValueError("no ranks to summarise")
+    if int(ranks.min()) < 1:
+        raise ValueError("ranks are 1-based; got a rank below 1")
+    ranks = ranks.to(torch.float64).flatten()
+    out: dict[str, float | int] = {f"hits@{k}": float((ranks <= k).double().mean()) for k in ks}
+    out["mrr"] = float((1.0 / ranks).mean())
+    out["mr"] = float(ranks.mean())
+    out["count"] = int(ranks.numel())
+    return out

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmalign.model.sparse import SparsePattern
+from mmalign.sparse import SparsePattern
 
 
 @dataclass

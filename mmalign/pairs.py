@@ -1,8 +1,9 @@
-"""Reading pair files (seeds, validation, test, gold) into local entity ids.
+"""Pair files (seeds, validation, test, gold, and a run folder's ``pairs/*.tsv``) ↔ local entity ids.
 
-Every command reads pairs through here, so every command gives the same line-numbered errors:
+Every pair file is read through here, so every command gives the same line-numbered errors:
 wrong column count, an entity the workspace does not know (a counted warning with
-``skip_unknown``), a pair listed twice, or a file without any pair.
+``skip_unknown``), a pair listed twice, or a file without any pair. A run folder's pair files
+are written here too, as entity keys, so they read back through the same checks.
 A first line is a header when it starts with ``#`` or names columns (``kg1``, ``kg2``,
 ``kg1_entity``, ``source``, ``target``, ``left``, ``right``, ...).
 """
@@ -10,12 +11,20 @@ A first line is a header when it starts with ``#`` or names columns (``kg1``, ``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmalign.atomic import atomic_write_bytes
 from mmalign.errors import MMAlignError
 from mmalign.io.text import read_lines
 from mmalign.report import SILENT, Reporter
+
+if TYPE_CHECKING:
+    from mmalign.workspace import Workspace
+
+PAIR_FILE_HEADER = "kg1_entity\tkg2_entity\n"
+"""First line of the pair files written here (a header :func:`read_pairs` recognises)."""
 
 PAIR_HEADER_WORDS = frozenset(
     "kg1 kg2 kg1_entity kg2_entity entity1 entity2 source target left right head tail".split()
@@ -28,12 +37,16 @@ def _is_header(line: str) -> bool:
 
 def read_pairs(
     path: Path,
-    workspace,
+    workspace: Workspace,
     *,
     skip_unknown: bool = False,
+    unknown_hint: str = "use --skip-unknown to skip such pairs",
     reporter: Reporter = SILENT,
 ) -> np.ndarray:
-    """``(P, 2)`` int64 array of (KG1 local id, KG2 local id), in file order."""
+    """``(P, 2)`` int64 array of (KG1 local id, KG2 local id), in file order.
+
+    ``unknown_hint`` ends the error about an unknown entity: what the user can do about it.
+    """
     path = Path(path)
     if not path.is_file():
         raise MMAlignError("no such file", path=path)
@@ -55,7 +68,7 @@ def read_pairs(
             side, key = ("KG1", fields[0]) if left is None else ("KG2", fields[1])
             problem = f"unknown {side} entity {key!r}"
             if not skip_unknown:
-                raise MMAlignError(f"{problem} (use --skip-unknown to skip such pairs)", path, number + 1)
+                raise MMAlignError(f"{problem} ({unknown_hint})", path, number + 1)
             unknown += 1
             first_unknown = first_unknown or f"line {number + 1}: {problem}"
             continue
@@ -70,6 +83,23 @@ def read_pairs(
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def pair_keys(pairs: np.ndarray, workspace) -> list[tuple[str, str]]:
-    """Entity keys of id pairs (for the run folder's pair files)."""
-    return [(workspace.kg1.entities[a], workspace.kg2.entities[b]) for a, b in pairs.tolist()]
+def read_run_pairs(path: Path, workspace: Workspace) -> np.ndarray | None:
+    """A run folder's pair file as local ids, like :func:`read_pairs`; None when the run has none.
+
+    The run wrote keys its workspace knew, so an unknown one means the workspace was
+    re-ingested since: the error says so rather than offering ``--skip-unknown``.
+    """
+    if not Path(path).is_file():
+        return None
+    return read_pairs(path, workspace, unknown_hint="was the workspace re-ingested after this run?")
+
+
+def write_pairs(path: Path, pairs: np.ndarray, workspace: Workspace) -> None:
+    """Write local id pairs as entity keys, one ``kg1<TAB>kg2`` line each, atomically (folders made).
+
+    The header line keeps a first pair whose keys happen to be column names (``source``,
+    ``left``, ...) from being read back as a header.
+    """
+    kg1, kg2 = workspace.kg1.entities, workspace.kg2.entities
+    lines = "".join(f"{kg1[a]}\t{kg2[b]}\n" for a, b in pairs.tolist())
+    atomic_write_bytes(path, (PAIR_FILE_HEADER + lines).encode())

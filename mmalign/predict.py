@@ -22,10 +22,10 @@ import torch
 
 from mmalign import search
 from mmalign.errors import MMAlignError
-from mmalign.metrics import hits_mrr
-from mmalign.pairs import read_pairs as read_gold
+from mmalign.evaluation import evaluate_pairs, gold_targets
+from mmalign.pairs import read_pairs, read_run_pairs
 from mmalign.report import SILENT, Reporter
-from mmalign.run import load_embeddings, read_json, read_pairs, resolve_run
+from mmalign.run import load_embeddings, pairs_file, read_json, resolve_run
 from mmalign.training.config import TrainConfig
 from mmalign.workspace import Workspace
 
@@ -169,12 +169,9 @@ def evaluate(
     training reported.
     """
     _, workspace, left, right, config = _open(workdir, run)
-    pairs = read_gold(gold, workspace, skip_unknown=skip_unknown, reporter=reporter)
-    ranks = search.rank_pairs(
-        left, right, torch.from_numpy(pairs), csls_k=_csls(config, csls_k),
-        all_candidates=all_candidates, reporter=reporter,
-    )
-    return hits_mrr(ranks)
+    pairs = read_pairs(gold, workspace, skip_unknown=skip_unknown, reporter=reporter)
+    candidates = np.arange(len(right)) if all_candidates else gold_targets(pairs)
+    return evaluate_pairs(left, right, pairs, candidates, csls_k=_csls(config, csls_k), reporter=reporter)
 
 
 def run_test_metrics(folder: Path) -> dict[str, Any] | None:
@@ -219,12 +216,5 @@ def _csls(config: dict[str, Any], csls_k: int | None) -> int:
 
 def _seeds(folder: Path, workspace: Workspace) -> np.ndarray:
     """(S, 2) local ids of the run's seed pairs: train plus valid."""
-    left, right = workspace.kg1.entity_index(), workspace.kg2.entity_index()
-    ids = []
-    for name in ("train", "valid"):
-        path = folder / "pairs" / f"{name}.tsv"
-        for number, (a, b) in enumerate(read_pairs(path), start=1):
-            if a not in left or b not in right:
-                raise MMAlignError("entity not in the workspace; was it re-ingested after this run?", path, number)
-            ids.append((left[a], right[b]))
-    return np.asarray(ids, dtype=np.int64).reshape(-1, 2)
+    found = [read_run_pairs(pairs_file(folder, name), workspace) for name in ("train", "valid")]
+    return np.concatenate([np.zeros((0, 2), dtype=np.int64)] + [pairs for pairs in found if pairs is not None])

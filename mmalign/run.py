@@ -12,12 +12,12 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from mmalign.atomic import atomic_write_bytes, temp_beside
+from mmalign.atomic import temp_beside
 from mmalign.errors import MMAlignError
 
 RUNS = "runs"
@@ -74,6 +74,11 @@ def resolve_run(workdir: Path, run: Path | None = None) -> Path:
     return latest.resolve()
 
 
+def pairs_file(folder: Path, split: str) -> Path:
+    """Where a run keeps the entity-key pairs of a split (train, valid or test); see :mod:`mmalign.pairs`."""
+    return folder / "pairs" / f"{split}.tsv"
+
+
 def load_embeddings(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The final entity embeddings (KG1, KG2) of a run, L2-normalised float32."""
     path = folder / "embeddings.safetensors"
@@ -95,18 +100,3 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         handle.flush()
-
-
-def write_pairs(path: Path, pairs: Iterable[tuple[str, str]]) -> None:
-    atomic_write_bytes(path, "".join(f"{a}\t{b}\n" for a, b in pairs).encode())
-
-
-def read_pairs(path: Path) -> list[tuple[str, str]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line:
-            a, b = line.split("\t")
-            out.append((a, b))
-    return out

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from mmalign.model.sparse import SparsePattern, spmm
+from mmalign.sparse import SparsePattern, spmm
 
 
 class SparseInput:

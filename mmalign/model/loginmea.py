@@ -19,7 +19,7 @@ from mmalign.model.config import ModelConfig
 from mmalign.model.encoders import ModalityEncoder, dense, multiply
 from mmalign.model.fusion import AdaptiveWeights, ConcatFusion, EarlyConcat, LowRankFusion, weighted_sum
 from mmalign.model.rrea import GraphStack, relation_set_vectors
-from mmalign.model.sparse import spmm
+from mmalign.sparse import spmm
 
 
 class LoginMEA(nn.Module):

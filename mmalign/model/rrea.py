@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mmalign.graph import Graph
-from mmalign.model.sparse import segment_softmax, sddmm, spmm
+from mmalign.sparse import segment_softmax, sddmm, spmm
 
 
 def relation_set_vectors(graph: Graph, relation_table: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,6 @@ from safetensors.torch import load_file
 
 from mmalign.allocator import release_freed_memory
 from mmalign.atomic import atomic_write_json
-from mmalign.evaluation import test_metrics, validation_metrics
 from mmalign.hardware import PrecisionChoice
 from mmalign.model.loginmea import LoginMEA
 from mmalign.report import Reporter
@@ -31,7 +30,7 @@ from mmalign.training.checkpoint import has_checkpoint, load_checkpoint
 from mmalign.training.config import TrainConfig
 from mmalign.training.inputs import Inputs
 from mmalign.training.loop import BEST, METRICS, Trainer
-from mmalign.training.splits import Splits
+from mmalign.training.splits import Splits, test_pair_metrics, validation_metrics
 
 SUMMARY, EMBEDDINGS = "summary.json", "embeddings.safetensors"
 SUMMARY_FORMAT = 2
@@ -139,7 +138,7 @@ def _finish_member(trainer: Trainer, seed: int, epochs_run: int, seconds: float)
     embeddings = trainer.output_embeddings()
     n1, csls = trainer.inputs.n1, trainer.config.selection.csls
     valid = validation_metrics(embeddings, trainer.splits, n1, csls)
-    test = test_metrics(embeddings, trainer.splits.test, csls) if trainer.splits.test is not None else None
+    test = test_pair_metrics(embeddings, trainer.splits.test, csls) if trainer.splits.test is not None else None
     best_epoch = trainer.selector.best_epoch
     if test is not None:
         append_jsonl(folder / METRICS, {"epoch": best_epoch, "split": "test", **test})
@@ -185,7 +184,7 @@ def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path,
         assert embeddings is not None
         embeddings.div_(torch.linalg.vector_norm(embeddings, dim=1, keepdim=True).clamp_min_(1e-12))
         valid = validation_metrics(embeddings, splits, n1, config.selection.csls)
-        test = test_metrics(embeddings, splits.test, config.selection.csls) if splits.test is not None else None
+        test = test_pair_metrics(embeddings, splits.test, config.selection.csls) if splits.test is not None else None
         atomic_save_tensors(target, {"kg1": embeddings[:n1], "kg2": embeddings[n1:]})
     modalities, skipped = inputs.summary(config.features.modalities)
     result = TrainResult(run_dir, members, valid, test, modalities)

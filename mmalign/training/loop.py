@@ -25,8 +25,9 @@ from mmalign.training.checkpoint import save_checkpoint
 from mmalign.training.config import TrainConfig
 from mmalign.training.inputs import Inputs
 from mmalign.training.pseudo import PseudoLabeller
-from mmalign.training.selection import Metrics, Selector
-from mmalign.training.splits import Splits
+from mmalign.evaluation import Metrics
+from mmalign.training.selection import Selector
+from mmalign.training.splits import Splits, validation_metrics
 
 BEST = "best.safetensors"
 METRICS = "metrics.jsonl"
@@ -125,8 +126,6 @@ class Trainer:
         return self.model.reweight_direct(embeddings, weight)
 
     def validate(self, embeddings: torch.Tensor) -> tuple[Metrics, float | None]:
-        from mmalign.evaluation import validation_metrics
-
         def measure(candidate: torch.Tensor) -> Metrics:
             return validation_metrics(candidate, self.splits, self.inputs.n1, self.config.selection.csls)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mmalign.report import SILENT, Reporter
-from mmalign.pseudo import mutual_nearest  # TODO(merge floors): mmalign.search
+from mmalign.search import mutual_nearest
 from mmalign.settings import Choice, Section, at_least
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from mmalign.errors import MMAlignError
+from mmalign.evaluation import Metrics
 from mmalign.settings import Section, at_least
 
 DIRECT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -43,8 +44,6 @@ class SelectionConfig(Section):
         at_least("min_epochs", self.min_epochs, 0)
         at_least("csls", self.csls, 0)
 
-
-Metrics = dict[str, float]
 
 
 @dataclass

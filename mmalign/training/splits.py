@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mmalign.errors import MMAlignError
-from mmalign.pairs import pair_keys, read_pairs
+from mmalign.evaluation import Metrics, evaluate_pairs, gold_targets, non_seed_targets
+from mmalign.pairs import read_pairs, read_run_pairs, write_pairs
 from mmalign.report import Reporter
-from mmalign.run import read_pairs as read_key_pairs, write_pairs
+from mmalign.run import pairs_file
 from mmalign.workspace import Workspace
 
 SPLITS = ("train", "valid", "test")
@@ -62,21 +64,26 @@ def _check_disjoint(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, path
 
 def write_split_files(run_dir: Path, workspace: Workspace, splits: Splits) -> None:
     offset = np.array([0, len(workspace.kg1.entities)])
-    (run_dir / "pairs").mkdir(exist_ok=True)
     for name in SPLITS:
         pairs = getattr(splits, name)
         if pairs is not None:
-            write_pairs(run_dir / "pairs" / f"{name}.tsv", pair_keys(pairs - offset, workspace))
+            write_pairs(pairs_file(run_dir, name), pairs - offset, workspace)
 
 
 def read_split_files(run_dir: Path, workspace: Workspace) -> Splits:
-    left, right = workspace.kg1.entity_index(), workspace.kg2.entity_index()
-    offset = len(workspace.kg1.entities)
+    offset = np.array([0, len(workspace.kg1.entities)])
+    train, valid, test = (read_run_pairs(pairs_file(run_dir, name), workspace) for name in SPLITS)
+    if train is None or valid is None:
+        raise MMAlignError("the run folder lacks its pairs/train.tsv or pairs/valid.tsv; start a new run", path=run_dir)
+    return Splits(train + offset, valid + offset, None if test is None else test + offset)
 
-    def load(name: str) -> np.ndarray | None:
-        path = run_dir / "pairs" / f"{name}.tsv"
-        if not path.is_file():
-            return None
-        return np.asarray([(left[a], right[b] + offset) for a, b in read_key_pairs(path)], dtype=np.int64).reshape(-1, 2)
 
-    return Splits(load("train"), load("valid"), load("test"))
+def validation_metrics(embeddings: torch.Tensor, splits: Splits, n1: int, csls_k: int) -> Metrics:
+    """The validation pairs ranked against every KG2 entity outside the training seeds (global ids)."""
+    candidates = non_seed_targets(np.arange(n1, len(embeddings)), splits.train)
+    return evaluate_pairs(embeddings, embeddings, splits.valid, candidates, csls_k=csls_k)
+
+
+def test_pair_metrics(embeddings: torch.Tensor, pairs: np.ndarray, csls_k: int) -> Metrics:
+    """Test pairs ranked against their distinct targets: the papers' protocol (global ids)."""
+    return evaluate_pairs(embeddings, embeddings, pairs, gold_targets(pairs), csls_k=csls_k)

@@ -14,40 +14,12 @@ from mmalign.model.config import ModelConfig
 from mmalign.model.loginmea import LoginMEA
 from mmalign.model.loss import icl, infonce, infonce_sym, nhs
 from mmalign.model.rrea import RREALayer, relation_set_vectors
-from mmalign.model.sparse import SparsePattern, sddmm, segment_softmax, spmm
 
 
 
 def _config(**settings: object) -> ModelConfig:
     """The code variant's model (structure branch, early concatenation) with ``settings``."""
     return ModelConfig(**{"structure_branch": True, "joint_layer0": "early_concat", **settings})
-
-def _random_pattern(n_rows: int, n_cols: int, nnz: int, seed: int = 0) -> SparsePattern:
-    g = torch.Generator().manual_seed(seed)
-    return SparsePattern(torch.randint(0, n_rows, (nnz,), generator=g), torch.randint(0, n_cols, (nnz,), generator=g), n_rows, n_cols)
-
-
-def test_spmm_and_sddmm_match_dense_with_gradients() -> None:
-    torch.manual_seed(0)
-    p = _random_pattern(7, 5, 20)  # duplicates included
-    values = torch.randn(p.nnz, dtype=torch.float64, requires_grad=True)
-    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
-    torch.autograd.gradcheck(lambda v, x: spmm(p, v, x), (values, x))
-    dense = torch.zeros(7, 5, dtype=torch.float64).index_put((p.rows, p.cols), values.detach(), accumulate=True)
-    assert torch.allclose(spmm(p, values, x), dense @ x)
-    a = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
-    torch.autograd.gradcheck(lambda a, b: sddmm(p, a, b), (a, b))
-    assert torch.allclose(sddmm(p, a, b), (a[p.rows] * b[p.cols]).sum(1))
-
-
-def test_segment_softmax_sums_to_one_per_row() -> None:
-    rows = torch.tensor([0, 0, 2, 2, 2, 3])
-    weights = segment_softmax(torch.randn(6), rows, 5)
-    sums = torch.zeros(5).index_add(0, rows, weights)
-    assert torch.allclose(sums[[0, 2, 3]], torch.ones(3))
-    assert sums[1] == 0 and sums[4] == 0  # rows without edges stay empty
-
 
 def _tiny_graph():
     triples = np.array([[0, 0, 1], [1, 1, 2], [2, 0, 0], [0, 1, 1], [3, 2, 4], [4, 2, 3], [2, 2, 2]])
@@ -212,49 +184,6 @@ def test_every_variant_runs_forward_and_backward(config: ModelConfig) -> None:
     assert out.shape[0] == 6 and torch.isfinite(out).all()
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-
-
-def test_mutual_nearest_matches_brute_force() -> None:
-    from mmalign.pseudo import mutual_nearest
-
-    torch.manual_seed(0)
-    left = torch.nn.functional.normalize(torch.randn(50, 8), dim=1)
-    right = torch.nn.functional.normalize(torch.randn(40, 8), dim=1)
-    rows, cols = mutual_nearest(left, right, block=7, precision="fp32")
-    scores = left @ right.T
-    best_right, best_left = scores.argmax(1), scores.argmax(0)
-    expected = [(i, int(best_right[i])) for i in range(50) if int(best_left[best_right[i]]) == i]
-    assert list(zip(rows.tolist(), cols.tolist())) == expected and expected
-
-
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("candidates", [3, 8, 100])
-def test_mutual_nearest_under_csls_matches_brute_force(candidates: int, precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Exact whether the best is among the kept candidates (100: all) or needs the full re-search (3: often).
-
-    In bf16 the search ranks the product's bf16 values (top-k without a float32 copy): the
-    same pairs as a brute force over those values.
-    """
-    from mmalign import pseudo
-
-    refined: list[int] = []
-    full_search = pseudo._best_exact
-    monkeypatch.setattr(pseudo, "_best_exact", lambda queries, *rest: refined.append(len(queries)) or full_search(queries, *rest))
-    mutual_nearest = pseudo.mutual_nearest
-    torch.manual_seed(0)
-    left = torch.nn.functional.normalize(torch.randn(50, 8), dim=1)
-    right = torch.nn.functional.normalize(torch.randn(40, 8), dim=1)
-    rows, cols = mutual_nearest(left, right, block=7, precision=precision, csls_k=3, candidates=candidates)
-    if candidates in (3, 100):  # 3 kept of 40 always leaves some rows unsure; all 40 never does
-        assert bool(refined) == (candidates == 3)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    cos = torch.cat([left[i : i + 7].to(dtype) @ right.to(dtype).T for i in range(0, 50, 7)]).float()
-    csls = 2 * cos - cos.topk(3, dim=1).values.mean(1)[:, None] - cos.topk(3, dim=0).values.mean(0)[None, :]
-    best_right, best_left = csls.argmax(1), csls.argmax(0)
-    expected = [(i, int(best_right[i])) for i in range(50) if int(best_left[best_right[i]]) == i]
-    assert list(zip(rows.tolist(), cols.tolist())) == expected and expected
-    plain = mutual_nearest(left, right, block=7, precision=precision)
-    assert list(zip(*map(torch.Tensor.tolist, plain))) != expected  # CSLS changes the pairs here
 
 
 def test_low_rank_fusion_in_bfloat16_stays_close_to_float32() -> None:

@@ -16,14 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from mmalign.blas import mm
-
-
-def _blocks(left: torch.Tensor, right_t: torch.Tensor, block: int, dtype: torch.dtype):
-    """Row blocks of ``left @ right_t`` in ``dtype``: a bf16 product's values are bf16 already,
-    so top-k on them picks what it would on a float32 copy, without a pass to make one."""
-    for start in range(0, len(left), block):
-        yield start, mm(left[start : start + block].to(dtype), right_t)
+from mmalign.search.blocks import block_products, csls_radii
 
 
 def top_k_both(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int,
@@ -39,7 +32,7 @@ def top_k_both(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int,
     row_index = torch.empty(len(left), k_row, dtype=torch.int64)
     col_values = torch.full((k_col, right_t.shape[1]), float("-inf"), dtype=dtype)
     col_index = torch.zeros((k_col, right_t.shape[1]), dtype=torch.int64)
-    for start, scores in _blocks(left, right_t, block, dtype):
+    for start, scores in block_products(left, right_t, block):
         row_values[start : start + len(scores)], row_index[start : start + len(scores)] = scores.topk(k_row, dim=1)
         block_values, block_index = scores.topk(min(k_col, len(scores)), dim=0)
         col_values, pick = torch.cat([col_values, block_values]).topk(k_col, dim=0)
@@ -66,7 +59,7 @@ def _best_exact(queries: torch.Tensor, others: torch.Tensor, radii: torch.Tensor
     padded = queries.new_zeros(-(-len(queries) // block) * block, queries.shape[1])
     padded[: len(queries)] = queries
     best = torch.empty(len(padded), dtype=torch.int64)
-    for start, scores in _blocks(padded, others.to(dtype).T.contiguous(), block, dtype):
+    for start, scores in block_products(padded, others.to(dtype).T.contiguous(), block):
         best[start : start + len(scores)] = scores.float().mul_(2).sub_(radii).argmax(1)
     return best[: len(queries)]
 
@@ -109,7 +102,7 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024
     row_values, row_index, col_values, col_index = top_k_both(left, right.to(dtype).T.contiguous(), m, block, dtype)
     r_left = r_right = None
     if csls_k:
-        r_left, r_right = row_values[:, :csls_k].mean(1), col_values[:, :csls_k].mean(1)
+        r_left, r_right = csls_radii(row_values, csls_k), csls_radii(col_values, csls_k)
     best_right, row_key = _best_candidates(row_values, row_index, r_right)
     best_left, col_key = _best_candidates(col_values, col_index, r_left)
     if csls_k:

@@ -1,0 +1,39 @@
+"""Nearest-neighbour search between two sets of entity embeddings: the one engine.
+
+Inputs are L2-normalised rows, so cosine similarity is a dot product. Nothing here ever holds
+a queries × candidates matrix: one side is scored in blocks of rows against the other
+(:mod:`~mmalign.search.blocks`), so memory is O(block × N + N × d) and a million entities per
+side run in bounded memory.
+
+Scores are cosine or CSLS (Conneau et al., 2018), which corrects for hubs:
+
+    CSLS(i, j) = 2 cos(i, j) − r_Q(i) − r_C(j)
+
+with r_Q(i) the mean of query i's ``csls_k`` largest cosines over the candidates and r_C(j)
+the mean of candidate j's ``csls_k`` largest cosines over the queries.
+
+- :func:`topk`: each query's k best candidates, exact tie order, torch or faiss (``topk_lists``).
+- :func:`rank_of_targets`: where given targets rank among all candidates (``ranks``).
+- :func:`mutual_nearest`: pairs that are each other's best, both directions in one pass
+  (``mutual``).
+- :func:`one_to_one`: a greedy, stable 1:1 matching from top-k lists (``matching``).
+"""
+
+from mmalign.search.blocks import BLOCK_BYTES, MIN_ROWS, block_rows
+from mmalign.search.faiss_backend import faiss_available
+from mmalign.search.matching import one_to_one
+from mmalign.search.mutual import mutual_nearest
+from mmalign.search.ranks import rank_of_targets
+from mmalign.search.topk_lists import Backend, topk
+
+__all__ = [
+    "BLOCK_BYTES",
+    "MIN_ROWS",
+    "Backend",
+    "block_rows",
+    "faiss_available",
+    "mutual_nearest",
+    "one_to_one",
+    "rank_of_targets",
+    "topk",
+]

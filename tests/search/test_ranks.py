@@ -1,0 +1,37 @@
+"""Ranks of targets against a brute-force float64 reference, and against the top-k lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmalign.search import rank_of_targets, topk
+from vectors import dyadic, reference_scores, unit
+
+
+@pytest.mark.parametrize("csls_k", [0, 3])
+def test_rank_of_targets_matches_brute_force(csls_k: int) -> None:
+    queries, candidates = unit(150, 24, seed=8), unit(190, 24, seed=9)
+    targets = torch.randint(0, 190, (150,), generator=torch.Generator().manual_seed(10))
+    ranks = rank_of_targets(queries, candidates, targets, csls_k=csls_k, block=16)
+    ref = reference_scores(queries, candidates, csls_k)
+    own = ref[np.arange(150), targets.numpy()]
+    assert ranks.dtype == torch.int64
+    assert torch.equal(ranks, torch.from_numpy(1 + (ref > own[:, None]).sum(1)))
+
+
+def test_rank_of_targets_one_to_many_and_agrees_with_topk() -> None:
+    queries, candidates = unit(20, 16, seed=11), unit(30, 16, seed=12)
+    _, best = topk(queries, candidates, 3, csls_k=3)
+    # query 0 has three gold targets (its top-3), query 5 one: ranks 1, 2, 3 and 1.
+    rows = torch.tensor([0, 5, 0, 0])
+    targets = torch.stack([best[0, 0], best[5, 0], best[0, 1], best[0, 2]])
+    ranks = rank_of_targets(queries, candidates, targets, csls_k=3, block=4, query_rows=rows)
+    assert ranks.tolist() == [1, 1, 2, 3]
+
+
+def test_rank_counts_only_strictly_higher() -> None:
+    candidates = dyadic(1, seed=13).repeat(6, 1)
+    ranks = rank_of_targets(dyadic(3, seed=14), candidates, torch.tensor([5, 0, 3]), csls_k=2)
+    assert ranks.tolist() == [1, 1, 1]
