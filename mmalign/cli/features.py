@@ -54,7 +54,7 @@ def images(
 
     Per-image features are cached by file content, model and weights: re-running is cheap.
     """
-    from mmalign.features.images import ImageSettings, extract_workspace_images
+    from mmalign.extract.images import ImageSettings, extract_workspace_images
 
     configure_compute()
     settings = ImageSettings(
