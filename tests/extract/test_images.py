@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from image_samples import DIM, MODEL, make_workspace, sample_files, sample_weights, sample_workspace, settings
+from samples import DIM, MODEL, make_workspace, sample_files, sample_weights, sample_workspace, settings
 from PIL import Image
 from safetensors.torch import load_file, save_file
 

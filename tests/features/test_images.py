@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from image_samples import DIM, sample_files, sample_weights, sample_workspace, settings
+from samples import DIM, sample_files, sample_weights, sample_workspace, settings
 from PIL import Image
 from safetensors.torch import load_file
 

@@ -1,4 +1,4 @@
-"""Sample images, weights and workspaces shared by the extraction and the image-modality tests."""
+"""Sample images, weights and workspaces shared by the extraction and the modality tests."""
 
 from __future__ import annotations
 
@@ -63,22 +63,37 @@ def settings(weights: Path | str, **kwargs: Any) -> ImageSettings:
     return ImageSettings(MODEL, weights=str(weights), **{"batch_size": 4, "num_workers": 0, **kwargs})
 
 
+def small_kg(entities: list[str], **given: Any) -> KGData:
+    """A KG of ``entities`` with one triple (0 r 1), no attributes, and ``names``/``images`` as given."""
+    return KGData(
+        entities=entities,
+        relations=["r"],
+        attributes=[],
+        triples=np.array([[0, 0, 1]], dtype=np.int32),
+        attr_triples=np.zeros((0, 2), dtype=np.int32),
+        attr_values=[],
+        attr_datatypes=[],
+        **given,
+    )
+
+
 def make_workspace(path: Path, kg1_images: dict[int, list[str]], kg2_images: dict[int, list[str]], n: int = 4) -> Workspace:
-    """A real workspace of two n-entity KGs with the given images (one triple each: 0 r 1)."""
+    """A real workspace of two n-entity KGs with the given images."""
+    kg1 = small_kg([f"a{i}" for i in range(n)], images=kg1_images)
+    kg2 = small_kg([f"b{i}" for i in range(n)], images=kg2_images)
+    Workspace.create(path, kg1, kg2, [], {})
+    return Workspace.open(path)
 
-    def kg(prefix: str, images: dict[int, list[str]]) -> KGData:
-        return KGData(
-            entities=[f"{prefix}{i}" for i in range(n)],
-            relations=["r"],
-            attributes=[],
-            triples=np.array([[0, 0, 1]], dtype=np.int32),
-            attr_triples=np.zeros((0, 2), dtype=np.int32),
-            attr_values=[],
-            attr_datatypes=[],
-            images=images,
-        )
 
-    Workspace.create(path, kg("a", kg1_images), kg("b", kg2_images), [], {})
+def named_workspace(path: Path) -> Workspace:
+    """Three entities a side named every way: recorded, by IRI only, both, or not at all.
+
+    With ``recorded+iri``: KG1 Andy Griffith (IRI), España (recorded), Q1 (IRI); KG2 Andy
+    Griffith, Spain (recorded) and a Freebase MID without a name.
+    """
+    kg1 = small_kg(["http://x.org/Andy_Griffith", "http://x.org/Spain", "http://x.org/Q1"], names={1: "España"})
+    kg2 = small_kg(["/m/01", "/m/02", "/m/03"], names={0: "Andy Griffith", 1: "Spain"})
+    Workspace.create(path, kg1, kg2, [], {})
     return Workspace.open(path)
 
 
