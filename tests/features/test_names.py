@@ -130,7 +130,7 @@ def test_sbert_builder_encodes_in_memory_then_reads_the_extracted_cache(
     monkeypatch.setattr(nm, "_encoded_now", {})
     extract_workspace_names(workspace, "recorded+iri", "sbert")  # loads the model itself, not through nm
     again = nm.build(_context(workspace, names="recorded+iri", name_encoder="sbert"))[0]
-    assert again.info["cache"] == "hit" and torch.allclose(again.matrix, features.matrix, atol=1e-6)
+    assert again.info["cache"] == "hit" and torch.equal(again.matrix, features.matrix)
 
 
 @needs_sbert
