@@ -71,7 +71,7 @@ def measure(model: str, folder: Path, batch: int, workers: int | None, gpu: int 
     """Run one extraction in this process and return its numbers."""
     import torch
 
-    from mmalign.features.images import ImageSettings, default_workers, extract_image_features
+    from mmalign.extract.images import ImageSettings, default_workers, extract_image_features
 
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(os.cpu_count() or 1)

@@ -23,3 +23,13 @@ class MMAlignError(Exception):
         if self.path is not None:
             where = f"{self.path}:{self.line}: " if self.line is not None else f"{self.path}: "
         return f"{where}{self.message}"
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a foreign exception's message (its type when empty), for one-line reports.
+
+    Libraries such as timm, torch and PIL raise multi-line messages; a user error or a skipped
+    file's reason must stay on one line.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

