@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from mmalign.errors import MMAlignError
+from mmalign.hardware import cpuinfo
 
 CHOICES = ("torch", "openblas")
 
@@ -34,7 +33,7 @@ def backend() -> tuple[str, str]:
         return forced, "MMALIGN_BLAS"
     if not torch.backends.mkl.is_available():
         return "torch", "torch's BLAS is not MKL"
-    vendor = _cpu_vendor()
+    vendor = cpuinfo("vendor_id")
     if vendor in ("GenuineIntel", ""):
         return "torch", f"MKL on {vendor or 'an unknown CPU vendor'}"
     if "openblas" not in _numpy_blas():
@@ -55,16 +54,6 @@ def mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> tor
     out = torch.empty(a.shape[0], b.shape[1]) if out is None else out
     np.matmul(a.detach().numpy(), b.detach().numpy(), out=out.numpy())
     return out
-
-
-def _cpu_vendor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 def _numpy_blas() -> str:

@@ -118,15 +118,22 @@ def probe_seconds(dtype: torch.dtype, repeats: int = 3) -> float:
     return best
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
+def cpuinfo(key: str) -> str:
+    """The first ``key`` line's value in ``/proc/cpuinfo`` (Linux), or '' where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == key:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return ""
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, and its family and model where the name is as vague as a VM's."""
+    name = cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    family, model = cpuinfo("cpu family"), cpuinfo("model")
+    return f"{name} (family {family}, model {model})" if family and model else name
 
 
 def source_commit() -> str:
@@ -151,8 +158,11 @@ def machine_line(precision: str | None = None, threads: int | None = None) -> st
     if precision is None or precision == "auto":
         choice = choose_precision("auto", torch.device("cpu"))
         precision = f"auto -> {choice.chosen}"
+    from mmalign.blas import backend  # blas reads this module's cpuinfo
+
     gpu = ""
     if torch.cuda.is_available():
         gpu = f" · GPU {torch.cuda.get_device_name(0)}"
     return (f"machine: {cpu_model()} · torch {torch.__version__} CPU capability {torch.backends.cpu.get_cpu_capability()}"
-            f" · {threads or torch.get_num_threads()} threads · precision {precision}{gpu} · commit {source_commit()}")
+            f" · {threads or torch.get_num_threads()} threads · precision {precision} · BLAS {backend()[0]}{gpu}"
+            f" · commit {source_commit()}")

@@ -1,0 +1,175 @@
+"""Seconds per phase of one late training epoch on DBP15K zh_en (structure only), per configuration.
+
+A late epoch is the expensive one: the seeds plus sampled pseudo pairs (12,300 pseudo pairs
+are planted, as many as a real run holds by then). Each configuration runs in its own
+process (``--child``), so settings such as ``MMALIGN_BLAS`` take effect from the start; the
+phases are timed by wrapping the trainer's calls, and the step's phases are medians over
+``--steps`` steps after a warm-up step. The pseudo-pair search and the validation run once
+on the embeddings of a trained model when ``--embeddings`` names a run's
+``members/0/embeddings.safetensors`` (the search's cost depends on how clustered they are),
+else on the untrained model's.
+
+    python benchmarks/epoch_phases.py [--data ../shared/data] [--steps 3] [--before] [--embeddings FILE]
+
+``--before`` adds the configuration this project defaulted to until 2026-12-04: bfloat16
+products (emulated, and so slow, on CPUs without native bfloat16), torch's BLAS, 14,000
+pairs per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from train_dbp15k import random_split, threads  # noqa: E402  (the benchmark's own split)
+
+CONFIGS = {
+    # name: (settings, environment)
+    "before": ({"precision": "bf16", "max_pairs": 14000}, {"MMALIGN_BLAS": "torch"}),
+    "fp32, torch BLAS": ({"precision": "fp32"}, {"MMALIGN_BLAS": "torch"}),
+    "defaults": ({}, {}),
+}
+PHASES = ("forward", "loss", "backward", "optimizer", "step", "embeddings", "search", "validation")
+
+
+def child(work: Path, seeds: Path, test: Path, settings: dict, steps: int, embeddings: Path | None) -> dict[str, float]:
+    """Runs in the child: build a trainer as ``mmalign train`` does, time its phases."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    from mmalign.cli._app import configure_compute
+
+    configure_compute()
+    from mmalign.hardware import choose_precision
+    from mmalign.model.loginmea import LoginMEA
+    from mmalign.report import SILENT
+    from mmalign.search import mutual_nearest
+    from mmalign.training import TrainConfig
+    from mmalign.training.inputs import build_inputs
+    from mmalign.training.loop import Trainer
+    from mmalign.training.splits import make_splits
+    from mmalign.workspace import Workspace
+
+    times: dict[str, list[float]] = {phase: [] for phase in PHASES}
+
+    def timed(phase: str, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            out = function(*args, **kwargs)
+            times[phase].append(time.perf_counter() - start)
+            return out
+        return wrapper
+
+    workspace = Workspace.open(work)
+    config = TrainConfig.build({"names": "none", "members": 1, **settings}).resolved()
+    splits = make_splits(workspace, seeds, valid=None, valid_fraction=config.selection.valid_fraction, test=test,
+                         seed=config.seed, skip_unknown=False, reporter=SILENT)
+    cpu = torch.device("cpu")
+    precision = choose_precision(config.compute.precision.value, cpu)
+    inputs = build_inputs(workspace, config.features, config.seed, cpu, SILENT)
+    model = LoginMEA(config.model, [f.dim for f in inputs.features], inputs.n_entities, inputs.n_relations, inputs.direct, precision.dtype)
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(model, inputs, splits, config, Path(folder), precision, cpu)
+        rng = np.random.default_rng(0)
+        left = np.setdiff1d(np.arange(inputs.n1), splits.train[:, 0])
+        right = np.setdiff1d(np.arange(inputs.n1, inputs.n_entities), splits.train[:, 1])
+        planted = min(12300, len(left), len(right))
+        trainer.pseudo.pairs = np.stack([rng.permutation(left)[:planted], rng.permutation(right)[:planted]], 1)
+        model.forward_blocks = timed("forward", model.forward_blocks)
+        trainer.optimizer.step = timed("optimizer", trainer.optimizer.step)
+        loss_fn, backward = trainer.loss_fn, torch.Tensor.backward
+        trainer.loss_fn = timed("loss", loss_fn)
+
+        def tensor_backward(self, *args, **kwargs):
+            start = time.perf_counter()
+            out = backward(self, *args, **kwargs)
+            times["loss" if self.dim() == 0 else "backward"].append(time.perf_counter() - start)
+            return out
+
+        torch.Tensor.backward = tensor_backward
+        trainer.step()  # warm-up
+        for phase in times:
+            times[phase].clear()
+        per_step: dict[str, list[float]] = {phase: [] for phase in ("forward", "loss", "backward", "optimizer", "step")}
+        for _ in range(steps):
+            start = time.perf_counter()
+            trainer.step()
+            per_step["step"].append(time.perf_counter() - start)
+            for phase in ("forward", "loss", "backward", "optimizer"):
+                per_step[phase].append(sum(times[phase]))
+                times[phase].clear()
+        torch.Tensor.backward = backward
+        start = time.perf_counter()
+        current = trainer.embeddings()
+        times["embeddings"].append(time.perf_counter() - start)
+        if embeddings is not None:
+            saved = load_file(str(embeddings))
+            current = torch.cat([saved["kg1"], saved["kg2"]])
+        start = time.perf_counter()
+        mutual_nearest(current[left], current[right], precision=precision.chosen, csls_k=config.selection.csls)
+        times["search"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        trainer.validate(current)
+        times["validation"].append(time.perf_counter() - start)
+    out = {phase: statistics.median(values) for phase, values in per_step.items()}
+    out.update({phase: times[phase][0] for phase in ("embeddings", "search", "validation")})
+    out["pairs"] = len(trainer._epoch_pairs())
+    out["precision"] = precision.chosen
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--before", action="store_true", help="also time the bf16 configuration of before 2026-12-04")
+    parser.add_argument("--embeddings", type=Path, help="a trained run's members/0/embeddings.safetensors for the search")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        spec = json.loads(args.child)
+        result = child(Path(spec["work"]), Path(spec["seeds"]), Path(spec["test"]), spec["settings"], spec["steps"],
+                       Path(spec["embeddings"]) if spec["embeddings"] else None)
+        print(json.dumps(result))
+        return
+    from mmalign.hardware import machine_line
+
+    names = [name for name in CONFIGS if args.before or name != "before"]
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "work"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        subprocess.run([sys.executable, "-m", "mmalign", "ingest", str(args.data / "dbp15k" / "zh_en"), "-w", str(work), "-q"], check=True, env=env)
+        seeds, test = random_split(work / "links.tsv", 0.3, 12345, Path(tmp))
+        for name in names:
+            settings, extra_env = CONFIGS[name]
+            steps = 1 if name == "before" else args.steps  # an emulated-bf16 step takes about a minute here
+            spec = {"work": str(work), "seeds": str(seeds), "test": str(test), "settings": settings, "steps": steps,
+                    "embeddings": str(args.embeddings) if args.embeddings else None}
+            print(f"timing {name} ...", file=sys.stderr, flush=True)
+            done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True, capture_output=True, text=True,
+                                  env={**env, **extra_env})
+            rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(machine_line(", ".join(f"{name}: {row['precision']}" for name, row in rows.items()), threads()))
+    print(f"| phase (seconds) | {' | '.join(names)} |")
+    print(f"| --- | {' | '.join('---:' for _ in names)} |")
+    for phase in PHASES:
+        note = " (per step)" if phase in ("forward", "loss", "backward", "optimizer", "step") else ""
+        print(f"| {phase}{note} | {' | '.join(f'{rows[name][phase]:.2f}' for name in names)} |")
+    pairs = " | ".join(f"{rows[name]['pairs']:,}" for name in names)
+    print(f"| pairs in the epoch's loss | {pairs} |")
+
+
+if __name__ == "__main__":
+    main()
