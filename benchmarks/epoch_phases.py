@@ -143,7 +143,7 @@ def main() -> None:
                        Path(spec["embeddings"]) if spec["embeddings"] else None)
         print(json.dumps(result))
         return
-    from mmalign.hardware import machine_line
+    from mmalign.machine import machine_line
 
     names = [name for name in CONFIGS if args.before or name != "before"]
     rows = {}

@@ -32,7 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # benchmark this checkout, installed or not
 
-from mmalign.hardware import machine_line  # noqa: E402
+from mmalign.machine import machine_line  # noqa: E402
 from mmalign.report import Reporter, Task  # noqa: E402
 
 

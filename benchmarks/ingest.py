@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # benchmark this checkout, installed or not
-from mmalign.hardware import machine_line  # noqa: E402
+from mmalign.machine import machine_line  # noqa: E402
 DATASETS = {
     "db15k-fb15k237": ["db15k-fb15k237/kg1-dbpedia", "db15k-fb15k237/kg2-freebase"],
     "dbp15k/zh_en": ["dbp15k/zh_en"],

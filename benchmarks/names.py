@@ -54,7 +54,8 @@ def encode_child(encoder: str, names_path: Path, out: Path) -> None:
     """Runs in the child: encode the names once, write timing facts as JSON."""
     import torch
 
-    from mmalign.features.names import encode_names, parse_encoder
+    from mmalign.features.config import parse_encoder
+    from mmalign.features.names import encode_names
 
     torch.set_num_threads(os.cpu_count() or 1)
     names = names_path.read_text(encoding="utf-8").split("\n")

@@ -136,7 +136,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_size(args.one, args.dim[0], args.csls[0], args.backend)))
         return
-    from mmalign.hardware import machine_line
+    from mmalign.machine import machine_line
 
     print(f"# {machine_line('fp32 (search)')}; load average {os.getloadavg()[0]:.1f} at start", flush=True)
     if args.run:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mmalign.hardware import machine_line  # noqa: E402  (the checkout's, not an installed copy)
+from mmalign.machine import machine_line  # noqa: E402  (the checkout's, not an installed copy)
 
 ROOT = Path(__file__).resolve().parent.parent
 

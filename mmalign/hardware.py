@@ -1,5 +1,4 @@
-"""What the machine can do, found out at run time: the precision of the big products, and the
-machine line printed above every benchmark table.
+"""What the machine can do, found out at run time: its CPU, and the precision of the big products.
 
 bfloat16 halves memory traffic and, where the hardware multiplies it natively (CUDA GPUs from
 Ampere on; CPUs with AVX512_BF16 or AMX), runs the big dense products two to three times
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,35 +132,3 @@ def cpu_model() -> str:
     name = cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
     family, model = cpuinfo("cpu family"), cpuinfo("model")
     return f"{name} (family {family}, model {model})" if family and model else name
-
-
-def source_commit() -> str:
-    """The checkout's commit (short, ``+dirty`` when changed), or ``unknown`` outside git."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if commit.returncode != 0:
-        return "unknown"
-    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def machine_line(precision: str | None = None, threads: int | None = None) -> str:
-    """One line naming what a figure was measured on: put it above every table.
-
-    ``precision``: the run's (``auto`` is resolved for the CPU); ``threads``: the thread count
-    the measured process used (default: this process's torch threads).
-    """
-    if precision is None or precision == "auto":
-        choice = choose_precision("auto", torch.device("cpu"))
-        precision = f"auto -> {choice.chosen}"
-    from mmalign.blas import backend  # blas reads this module's cpuinfo
-
-    gpu = ""
-    if torch.cuda.is_available():
-        gpu = f" · GPU {torch.cuda.get_device_name(0)}"
-    return (f"machine: {cpu_model()} · torch {torch.__version__} CPU capability {torch.backends.cpu.get_cpu_capability()}"
-            f" · {threads or torch.get_num_threads()} threads · precision {precision} · BLAS {backend()[0]}{gpu}"
-            f" · commit {source_commit()}")

@@ -16,7 +16,7 @@ from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
 from mmalign.extract.sbert import cache_key, cache_path, distinct_names, load_sentence_encoder, read_cache, sbert_encode, write_cache
 from mmalign.features.name_sources import workspace_names
-from mmalign.features.names import name_encoders
+from mmalign.features.config import name_encoders
 from mmalign.report import SILENT, Reporter
 from mmalign.workspace import Workspace
 

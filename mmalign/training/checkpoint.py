@@ -9,16 +9,29 @@ leaves the previous checkpoint whole.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 
 from mmalign.atomic import atomic_write_json
 from mmalign.run import atomic_save_tensors, read_json
+from mmalign.training.pseudo import PseudoLabeller
+from mmalign.training.selection import Selector
 
-if TYPE_CHECKING:
-    from mmalign.training.loop import Trainer
+
+class Trainer(Protocol):
+    """What a checkpoint holds of a trainer (:class:`mmalign.training.loop.Trainer` has it)."""
+
+    folder: Path
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    pseudo: PseudoLabeller
+    selector: Selector
+    generator: np.random.Generator
+    epoch: int
 
 TENSORS, SCALARS = "checkpoint.safetensors", "checkpoint.json"
 
@@ -27,7 +40,7 @@ def has_checkpoint(folder: Path) -> bool:
     return (folder / TENSORS).is_file() and (folder / SCALARS).is_file()
 
 
-def save_checkpoint(trainer: "Trainer") -> None:
+def save_checkpoint(trainer: Trainer) -> None:
     tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
     optimizer = trainer.optimizer.state_dict()
     scalars: dict[str, Any] = {"param_groups": optimizer["param_groups"], "steps": {}}
@@ -45,7 +58,7 @@ def save_checkpoint(trainer: "Trainer") -> None:
     })
 
 
-def load_checkpoint(trainer: "Trainer") -> None:
+def load_checkpoint(trainer: Trainer) -> None:
     tensors = load_file(str(trainer.folder / TENSORS))
     meta = read_json(trainer.folder / SCALARS)
     trainer.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})

