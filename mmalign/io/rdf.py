@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
 import numpy as np
-from pyoxigraph import BlankNode, Literal, NamedNode, RdfFormat, parse
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, parse
 
-from mmalign.io.records import BadLines, KGBuilder, intern
+from mmalign.io.records import BadLines, KGBuilder, Mark, intern
 from mmalign.io.text import InputStream, open_input, strip_compression
 from mmalign.report import SILENT, Reporter
 
@@ -108,6 +108,8 @@ class _FileReader:
         self.scope = f"_:{path.name}#"
         self.labels: dict[str, str] | None = None if format in LINE_FORMATS else {}
         self.start = builder.mark()
+        self.literal_tags: dict[tuple[str, str | None] | NamedNode, int] = {}
+        """A literal's (language, direction) or datatype node -> tag id in the builder."""
 
     # ---- terms ----------------------------------------------------------------------------
 
@@ -134,17 +136,19 @@ class _FileReader:
         if _ODD_IRI_CHARS.search(key):
             self.builder.odd_iris[key] = None
 
-    def add(self, quads: Iterable[tuple[object, NamedNode, object, object]]) -> None:
+    def add(self, quads: Iterable[Quad]) -> None:
         """Add parsed quads to the builder; the hot loop of ingest.
 
         Raises ``_Bad`` for a quad that cannot be kept, before anything of it is added.
         """
         b = self.builder
-        entities, relations, attributes, values, tags = b.entities, b.relations, b.attributes, b.values, b.tags
-        entity, relation, attribute, value, tag_id = entities.get, relations.get, attributes.get, values.get, tags.get
+        entities, relations, attributes, values = b.entities, b.relations, b.attributes, b.values
+        entity, relation, attribute, value = entities.get, relations.get, attributes.get, values.get
+        literal_tag = self.literal_tags.get
         add_triple, add_attribute, add_name = b.triples.extend, b.attribute_rows.extend, b.name_rows.extend
         blank, check = self.blank, self.check
-        for s, p, o, _ in quads:
+        for quad in quads:
+            s, p, o = quad.subject, quad.predicate, quad.object
             s_key = s.value if type(s) is NamedNode else blank(s)
             p_key = p.value
             if type(o) is Literal:
@@ -158,18 +162,13 @@ class _FileReader:
                 if v_id is None:
                     v_id = values[text] = len(values)
                 language = o.language
-                if language:
-                    tag = f"@{language}--{o.direction}" if o.direction else f"@{language}"
-                else:
-                    tag = o.datatype.value
-                    if tag == XSD_STRING:
-                        tag = ""
-                t_id = tag_id(tag)
+                kind = (language, o.direction) if language else o.datatype
+                t_id = literal_tag(kind)
                 if t_id is None:
-                    t_id = tags[tag] = len(tags)
+                    t_id = self.tag_id(kind)
                 add_attribute((s_id, a_id, v_id, t_id))
                 if p_key in NAME_PREDICATES:
-                    add_name((s_id, v_id, intern(tags, tag[1:] if language else "")))
+                    add_name((s_id, v_id, intern(b.tags, language or "")))
             else:
                 o_key = o.value if type(o) is NamedNode else blank(o)
                 s_id, r_id, o_id = entity(s_key), relation(p_key), entity(o_key)
@@ -180,6 +179,21 @@ class _FileReader:
                     s_id, r_id, o_id = intern(entities, s_key), intern(relations, p_key), intern(entities, o_key)
                 add_triple((s_id, r_id, o_id))
 
+    def tag_id(self, kind: tuple[str, str | None] | NamedNode) -> int:
+        """The builder's tag id for a literal's (language, direction) or datatype, remembered per file."""
+        if isinstance(kind, tuple):
+            language, direction = kind
+            tag = f"@{language}--{direction}" if direction else f"@{language}"
+        else:
+            tag = "" if kind.value == XSD_STRING else kind.value
+        self.literal_tags[kind] = found = intern(self.builder.tags, tag)
+        return found
+
+    def rollback(self, mark: Mark) -> None:
+        """Undo the builder back to ``mark``; cached tag ids may point past it, so they go too."""
+        self.builder.rollback(mark)
+        self.literal_tags.clear()
+
     # ---- N-Triples / N-Quads: blocks of lines ------------------------------------------------
 
     def read_lines(self, stream: IO[bytes], tick: Callable[[], None]) -> None:
@@ -189,7 +203,7 @@ class _FileReader:
             try:
                 self.add(parse(input=block, format=self.format, lenient=True))
             except (SyntaxError, _Bad):
-                self.builder.rollback(mark)
+                self.rollback(mark)
                 self.read_one_by_one(block, first_line)
             first_line += block.count(b"\n")
             tick()
@@ -203,10 +217,10 @@ class _FileReader:
             try:
                 self.add(parse(input=line + b"\n", format=self.format, lenient=True))
             except SyntaxError as error:
-                self.builder.rollback(mark)
+                self.rollback(mark)
                 self.bad(_syntax_message(self.format, error), self.path, number, error.offset if error.lineno == 1 else None)
             except _Bad as problem:
-                self.builder.rollback(mark)
+                self.rollback(mark)
                 self.bad(str(problem), self.path, number)
 
     # ---- every other syntax: one stream --------------------------------------------------------
