@@ -348,13 +348,13 @@ def _progress(reporter: Reporter, source: InputStream, builder: KGBuilder) -> It
     with reporter.progress(f"reading {source.path.name} (MB)", total=round(source.size / mb)) as task:
         start, first, shown = time.perf_counter(), builder.statements, 0.0
 
-        def tick() -> None:
+        def tick(end: bool = False) -> None:
             nonlocal shown
             done = builder.statements - first
             rate = done / max(time.perf_counter() - start, 1e-9)
-            position = source.position() / mb
+            position = (source.size if end else source.position()) / mb
             task.advance(position - shown, triples=f"{done:,}", **{"triples/s": f"{rate:,.0f}"})
             shown = position
 
         yield tick
-        tick()
+        tick(end=True)

@@ -6,7 +6,9 @@ import bz2
 import gzip
 import lzma
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -14,7 +16,7 @@ from mmalign.errors import MMAlignError
 from mmalign.io import rdf
 from mmalign.io.rdf import read_rdf
 from mmalign.io.records import BadLines, KGBuilder
-from mmalign.report import RecordingReporter
+from mmalign.report import RecordingReporter, Task
 
 EX = "http://ex.org/"
 XSD = "http://www.w3.org/2001/XMLSchema#"
@@ -265,3 +267,41 @@ def test_turtle_iri_with_space_names_its_line(tmp_path: Path) -> None:
     builder, bad = read(path, skip=True)
     assert builder.relation_triples() == [(f"{EX}a", f"{EX}p", f"{EX}c"), (f"{EX}c", f"{EX}p", f"{EX}a")]
     assert bad.total == 1
+
+
+class _ProgressReporter(RecordingReporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bars: list[tuple[str, float | None]] = []
+        self.fields: list[dict[str, object]] = []
+
+    @contextmanager
+    def progress(self, description: str, total: float | None = None) -> Iterator[Task]:
+        self.bars.append((description, total))
+        reporter = self
+
+        class _Task:
+            def advance(self, amount: float = 1.0, **fields: object) -> None:
+                reporter.fields.append(fields)
+
+            def update(self, **fields: object) -> None:
+                reporter.fields.append(fields)
+
+        yield _Task()
+
+
+@pytest.mark.parametrize("name", ["kg.nt", "kg.ttl"])
+def test_large_files_get_a_progress_bar_with_triples_per_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setattr(rdf, "PROGRESS_BYTES", 0)
+    path = tmp_path / name
+    path.write_text(NT)
+    builder, reporter = KGBuilder(), _ProgressReporter()
+    read_rdf(path, builder, BadLines(), reporter)
+    assert reporter.bars == [(f"reading {name} (MB)", 0)]
+    assert reporter.fields[-1]["triples"] == "6" and "triples/s" in reporter.fields[-1]
+    small = KGBuilder(), _ProgressReporter()
+    monkeypatch.setattr(rdf, "PROGRESS_BYTES", 1 << 20)
+    read_rdf(path, small[0], BadLines(), small[1])
+    assert small[1].bars == []
