@@ -237,8 +237,9 @@ class _FileReader:
                 if line is None and feed.by_line:  # RDF/XML errors carry no position: the line being read
                     line, column = feed.lines, None
                 self.bad(_syntax_message(self.format, error), self.path, line, column)
-            except _Bad as problem:
-                line, column = self._locate_bad_iri() if not self.bad.counts.get(self.path) else (None, None)
+            except _Bad as problem:  # no position from the parser; look for the first one only
+                first_iri_problem = str(problem).startswith("bad IRI") and not self.bad.counts.get(self.path)
+                line, column = self._locate_bad_iri() if first_iri_problem else (None, None)
                 self.bad(str(problem), self.path, line, column)
 
     def _locate_bad_iri(self) -> tuple[int | None, int | None]:
