@@ -8,21 +8,29 @@ from pathlib import Path
 class MMAlignError(Exception):
     """A problem with the user's input or workspace, stated so the user can fix it.
 
-    ``path`` and ``line`` (1-based) point at the offending place when there is one; ``str()``
-    gives the single line the CLI prints.
+    ``path``, ``line`` and ``column`` (1-based) point at the offending place when there is
+    one; ``str()`` gives the single line the CLI prints: ``FILE:LINE:COLUMN: message``.
     """
 
-    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+    def __init__(
+        self, message: str, path: str | Path | None = None, line: int | None = None, column: int | None = None
+    ):
         self.message = message
         self.path = Path(path) if path is not None else None
         self.line = line
+        self.column = column if line is not None else None
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
-        where = ""
-        if self.path is not None:
-            where = f"{self.path}:{self.line}: " if self.line is not None else f"{self.path}: "
-        return f"{where}{self.message}"
+        return f"{self.where()}{self.message}"
+
+    def where(self) -> str:
+        """``FILE:LINE:COLUMN: `` with the parts that are known, or empty."""
+        if self.path is None:
+            return ""
+        if self.line is None:
+            return f"{self.path}: "
+        return f"{self.path}:{self.line}:{self.column}: " if self.column is not None else f"{self.path}:{self.line}: "
 
 
 def first_line(error: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""KG folders or a benchmark folder -> records -> workspace, skipped when nothing changed.
+"""KG folders or a benchmark folder -> builders -> workspace, skipped when nothing changed.
 
 Ingest decides which readers to call and whether a rebuild is needed; the workspace module
 does the atomic writing. Entity ids follow first appearance: a benchmark's entity list
@@ -10,6 +10,7 @@ any entity that only has attributes, names or images.
 from __future__ import annotations
 
 import time
+from array import array
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +24,7 @@ from mmalign.errors import MMAlignError
 from mmalign.io.benchmark import FORMATS, BenchmarkInput, detect_format
 from mmalign.io.folder import KGFolderInput
 from mmalign.io.images import local_name
-from mmalign.io.records import BadLines, KGRecords
+from mmalign.io.records import BadLines, KGBuilder
 from mmalign.report import SILENT, Reporter
 from mmalign.workspace import (
     FORMAT,
@@ -47,7 +48,7 @@ class Input(Protocol):
 
     def sources(self) -> dict[str, list[Path]]: ...
 
-    def read(self, bad: BadLines, reporter: Reporter = SILENT) -> tuple[KGRecords, KGRecords, list[tuple[str, str]]]: ...
+    def read(self, bad: BadLines, reporter: Reporter = SILENT) -> tuple[KGBuilder, KGBuilder, list[tuple[str, str]]]: ...
 
 
 @dataclass
@@ -92,10 +93,10 @@ def ingest(
     _refuse_to_drop_runs(workdir, force)
 
     bad = BadLines(skip=skip_bad_lines)
-    records1, records2, links = layout.read(bad, reporter)
+    *builders, links = layout.read(bad, reporter)
     kgs, stats = [], []
-    for name, records, folder in zip(KG_NAMES, (records1, records2), layout.folders()):
-        kg, kg_stats = build_kg(records)
+    for name, folder in zip(KG_NAMES, layout.folders()):
+        kg, kg_stats = build_kg(builders.pop(0))  # popped: each builder is freed once built
         if len(kg.triples) == 0:
             raise MMAlignError(f"{name} is empty: no relation triples (triples whose object is an entity)", folder)
         kgs.append(kg)
@@ -158,50 +159,92 @@ class PairInput:
     def sources(self) -> dict[str, list[Path]]:
         return {"kg1": self.kg1.files(), "kg2": self.kg2.files()}
 
-    def read(self, bad: BadLines, reporter: Reporter = SILENT) -> tuple[KGRecords, KGRecords, list[tuple[str, str]]]:
+    def read(self, bad: BadLines, reporter: Reporter = SILENT) -> tuple[KGBuilder, KGBuilder, list[tuple[str, str]]]:
         return self.kg1.read(bad, reporter), self.kg2.read(bad, reporter), []
 
 
-def build_kg(records: KGRecords) -> tuple[KGData, dict[str, int]]:
-    """Turn one KG's string records into id arrays; also return what was dropped or unmatched."""
-    index: dict[str, int] = {}
-    for key in records.entities:
-        index.setdefault(key, len(index))
-    add = index.setdefault
+def build_kg(builder: KGBuilder) -> tuple[KGData, dict[str, int]]:
+    """Turn one KG's vocabularies and id buffers into the workspace arrays.
 
-    relations: dict[str, int] = {}
-    ends = np.fromiter((add(key, len(index)) for h, _, t in records.triples for key in (h, t)), np.int64)
-    rels = np.fromiter((relations.setdefault(r, len(relations)) for _, r, _ in records.triples), np.int64)
-    raw = np.column_stack([ends[0::2], rels, ends[1::2]]).astype(np.int32).reshape(-1, 3)
-    triples = _unique_rows(raw, len(index), len(relations))
+    Also returns what was dropped or unmatched. Entities are renumbered into the documented
+    order of first appearance (declared, relation triples, attributes, names, images).
+    """
+    raw = _rows(builder.triples, 3)
+    attr_rows = _rows(builder.attribute_rows, 4)
+    name_rows = _rows(builder.name_rows, 3)
+    image_subjects = np.array([entity for entity, _ in builder.images], dtype=np.int32)
+    keys = list(builder.entities)
+    order = _first_appearance(
+        len(keys),
+        [np.arange(builder.declared, dtype=np.int32), raw[:, [0, 2]].ravel(), attr_rows[:, 0], name_rows[:, 0], image_subjects],
+    )
+    remap = np.empty(len(keys), dtype=np.int32)
+    remap[order] = np.arange(len(keys), dtype=np.int32)
+    entities = [keys[i] for i in order.tolist()]
+    del keys
 
-    unique_attrs = list(dict.fromkeys(records.attributes))
-    attributes: dict[str, int] = {}
-    subjects = np.fromiter((add(e, len(index)) for e, _, _, _ in unique_attrs), np.int32, len(unique_attrs))
-    props = np.fromiter((attributes.setdefault(a, len(attributes)) for _, a, _, _ in unique_attrs), np.int32, len(unique_attrs))
-    order = np.lexsort((props, subjects))
+    renumbered = raw.copy()
+    renumbered[:, 0], renumbered[:, 2] = remap[raw[:, 0]], remap[raw[:, 2]]
+    triples = _unique_rows(renumbered, len(entities), len(builder.relations))
+    del renumbered
 
-    names, extra_names = _pick_names(records.names, index)
-    images = _collect_images(records, index)
+    values, tags = list(builder.values), list(builder.tags)
+    subjects, props, value_ids, tag_ids = remap[attr_rows[:, 0]], attr_rows[:, 1], attr_rows[:, 2], attr_rows[:, 3]
+    kept = _first_of_each_row(subjects, props, value_ids, tag_ids)
+    kept = kept[np.lexsort((kept, props[kept], subjects[kept]))]  # by entity, attribute, then file order
+
+    names, extra_names = _pick_names(remap[name_rows[:, 0]], name_rows[:, 1], name_rows[:, 2], values, tags)
+    images = _collect_images(builder, remap, entities)
     kg = KGData(
-        entities=list(index),
-        relations=list(relations),
-        attributes=list(attributes),
+        entities=entities,
+        relations=list(builder.relations),
+        attributes=list(builder.attributes),
         triples=triples,
-        attr_triples=np.column_stack([subjects[order], props[order]]).astype(np.int32).reshape(-1, 2),
-        attr_values=[unique_attrs[i][2] for i in order],
-        attr_datatypes=[unique_attrs[i][3] for i in order],
+        attr_triples=np.column_stack([subjects[kept], props[kept]]).astype(np.int32).reshape(-1, 2),
+        attr_values=[values[i] for i in value_ids[kept].tolist()],
+        attr_datatypes=[tags[i] for i in tag_ids[kept].tolist()],
         names=names,
         images=images,
     )
     matched = {path for paths in images.values() for path in paths}
     stats = {
         "duplicate_triples": len(raw) - len(triples),
-        "duplicate_attribute_triples": len(records.attributes) - len(unique_attrs),
+        "duplicate_attribute_triples": len(attr_rows) - len(kept),
         "extra_names": extra_names,
-        "unmatched_images": len({path for _, path in records.image_files} - matched),
+        "unmatched_images": len({path for _, path in builder.image_files} - matched),
     }
     return kg, stats
+
+
+def _rows(buffer: array, width: int) -> np.ndarray:
+    """A builder's flat ``array('i')`` as an int32 (N, width) view (no copy)."""
+    assert buffer.itemsize == 4
+    return np.frombuffer(buffer, dtype=np.int32).reshape(-1, width) if len(buffer) else np.empty((0, width), np.int32)
+
+
+def _first_appearance(size: int, sequences: list[np.ndarray]) -> np.ndarray:
+    """Ids ``0 .. size - 1`` ordered by first occurrence in the concatenated ``sequences``.
+
+    Ids that occur nowhere (none should) follow in id order.
+    """
+    seen, first = np.unique(np.concatenate(sequences).astype(np.int32, copy=False), return_index=True)
+    order = seen[np.argsort(first, kind="stable")]
+    if len(order) < size:
+        order = np.concatenate([order, np.setdiff1d(np.arange(size, dtype=order.dtype), order)])
+    return order
+
+
+def _first_of_each_row(*columns: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct row of the given columns."""
+    if len(columns[0]) == 0:
+        return np.empty(0, dtype=np.int64)
+    order = np.lexsort(columns[::-1])  # stable: equal rows keep file order
+    changed = np.zeros(len(order), dtype=bool)
+    changed[0] = True
+    for column in columns:
+        ranked = column[order]
+        changed[1:] |= ranked[1:] != ranked[:-1]
+    return order[changed]
 
 
 def _unique_rows(triples: np.ndarray, entities: int, relations: int) -> np.ndarray:
@@ -215,40 +258,48 @@ def _unique_rows(triples: np.ndarray, entities: int, relations: int) -> np.ndarr
     if entities * entities * max(relations, 1) >= 2**62:
         return np.unique(triples, axis=0)
     h, r, t = (triples[:, i].astype(np.int64) for i in range(3))
-    keys = np.unique((h * relations + r) * entities + t)
+    keys = (h * relations + r) * entities + t
+    del h, r, t
+    keys.sort()  # in place; np.unique's hash-based path is several times slower here
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
     rows = np.empty((len(keys), 3), dtype=np.int32)
     rows[:, 0], rest = np.divmod(keys, relations * entities)
     rows[:, 1], rows[:, 2] = np.divmod(rest, entities)
     return rows
 
 
-def _pick_names(records: list[tuple[str, str, str]], index: dict[str, int]) -> tuple[dict[int, str], int]:
+def _pick_names(
+    entity_ids: np.ndarray, value_ids: np.ndarray, tag_ids: np.ndarray, values: list[str], tags: list[str]
+) -> tuple[dict[int, str], int]:
     """One name per entity: the first English or untagged one, else the first of any language.
 
-    Returns the names and how many other distinct names were set aside.
+    Returns the names (entities in order of their first name) and how many other distinct
+    names were set aside.
     """
-    best: dict[int, tuple[int, str]] = {}
-    distinct: set[tuple[int, str]] = set()
-    for entity, name, lang in records:
-        entity_id = index.setdefault(entity, len(index))
-        distinct.add((entity_id, name))
-        lang = lang.lower()
-        rank = 0 if lang in ("", "en") or lang.startswith("en-") else 1
-        if entity_id not in best or rank < best[entity_id][0]:
-            best[entity_id] = (rank, name)
-    return {entity_id: name for entity_id, (_, name) in best.items()}, len(distinct) - len(best)
+    if len(entity_ids) == 0:
+        return {}, 0
+    rank = np.array([0 if tag.lower() in ("", "en") or tag.lower().startswith("en-") else 1 for tag in tags], np.int8)
+    by_entity = np.lexsort((rank[tag_ids], entity_ids))  # stable: the first best name leads each entity's group
+    starts = np.flatnonzero(np.r_[True, entity_ids[by_entity][1:] != entity_ids[by_entity][:-1]])
+    chosen = by_entity[starts]  # aligned with np.unique(entity_ids)
+    named, first = np.unique(entity_ids, return_index=True)
+    names = {
+        int(named[i]): values[int(value_ids[chosen[i]])] for i in np.argsort(first, kind="stable").tolist()
+    }
+    distinct = len(np.unique(entity_ids.astype(np.int64) * max(len(values), 1) + value_ids))
+    return names, distinct - len(names)
 
 
-def _collect_images(records: KGRecords, index: dict[str, int]) -> dict[int, list[str]]:
+def _collect_images(builder: KGBuilder, remap: np.ndarray, entities: list[str]) -> dict[int, list[str]]:
     """Explicit (entity, path) pairs, then folder images matched to entities by local name."""
     images: dict[int, list[str]] = {}
-    for entity, path in records.images:
-        images.setdefault(index.setdefault(entity, len(index)), []).append(path)
-    if records.image_files:
+    for entity, path in builder.images:
+        images.setdefault(int(remap[entity]), []).append(path)
+    if builder.image_files:
         by_local: dict[str, list[int]] = {}
-        for key, entity_id in index.items():
+        for entity_id, key in enumerate(entities):
             by_local.setdefault(local_name(key), []).append(entity_id)
-        for name, path in records.image_files:
+        for name, path in builder.image_files:
             for entity_id in by_local.get(name, ()):
                 images.setdefault(entity_id, []).append(path)
     return {entity_id: list(dict.fromkeys(paths)) for entity_id, paths in images.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import lzma
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,15 @@ def test_info_table_and_json(tmp_path: Path) -> None:
     as_json = runner.invoke(app, ["info", "-w", str(work), "--json"])
     counts = json.loads(as_json.stdout)
     assert counts["kg1"]["entities"] == 4 and counts["kg2"]["relation_triples"] == 2 and counts["links"] == 0
+
+
+def test_rdf_syntax_error_one_line_with_line_and_column(tmp_path: Path) -> None:
+    kg1, kg2 = make_kgs(tmp_path)
+    (kg1 / "data.ttl").unlink()
+    bad = kg1 / "data.nt.xz"
+    bad.write_bytes(lzma.compress(b'<http://e/a> <http://e/p> <http://e/b> .\n<http://e/a> <http://e/p> "x\n'))
+    result = runner.invoke(app, ["ingest", str(kg1), str(kg2), "-w", str(tmp_path / "work")])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: {bad}:2:27: N-Triples syntax error: Unexpected end of file"
+    skipped = runner.invoke(app, ["ingest", str(kg1), str(kg2), "-w", str(tmp_path / "work"), "--skip-bad-lines"])
+    assert skipped.exit_code == 0 and "skipped 1 bad line (first: line 2:27:" in skipped.stderr

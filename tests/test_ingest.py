@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 
 from mmalign.errors import MMAlignError
-from mmalign.ingest import _unique_rows, ingest
+from mmalign.ingest import _unique_rows, build_kg, ingest
+from mmalign.io.records import KGBuilder
 from mmalign.report import RecordingReporter
 from mmalign.workspace import Workspace
 
@@ -191,11 +195,12 @@ def test_interrupted_first_ingest_leaves_nothing(tmp_path: Path, monkeypatch: py
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kg1", "kg2"]
 
 
-def test_gzipped_tsv(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("suffix", "compress"), [(".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress)])
+def test_compressed_tsv(tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]) -> None:
     kg1_dir, kg2_dir = make_kgs(tmp_path)
     triples = kg2_dir / "triples.tsv"
-    (kg2_dir / "triples.tsv.gz").write_bytes(gzip.compress(triples.read_bytes()))
-    with pytest.raises(MMAlignError, match="both triples.tsv and triples.tsv.gz"):
+    (kg2_dir / f"triples.tsv{suffix}").write_bytes(compress(triples.read_bytes()))
+    with pytest.raises(MMAlignError, match=f"both triples.tsv and triples.tsv{suffix}"):
         ingest([kg1_dir, kg2_dir], tmp_path / "work")
     triples.unlink()
     ingest([kg1_dir, kg2_dir], tmp_path / "work")
@@ -207,3 +212,45 @@ def test_unique_rows_matches_numpy() -> None:
     triples = np.column_stack([rng.integers(0, 30, 500), rng.integers(0, 4, 500), rng.integers(0, 30, 500)])
     rows = _unique_rows(triples.astype(np.int32), 30, 4)
     assert rows.dtype == np.int32 and np.array_equal(rows, np.unique(triples, axis=0))
+
+
+def test_build_kg_matches_the_plain_python_definition() -> None:
+    """Renumbering, de-duplication and name picking, against a direct reading of the rules."""
+    rng = np.random.default_rng(1)
+    builder, rows = KGBuilder(), []
+    keys = [f"e{i}" for i in range(40)]
+    for _ in range(400):
+        kind, e, f = rng.integers(0, 3), keys[rng.integers(0, 40)], keys[rng.integers(0, 40)]
+        if kind == 0:
+            rows.append(("t", e, f"r{rng.integers(0, 3)}", f))
+            builder.add_triple(*rows[-1][1:])
+        elif kind == 1:
+            rows.append(("a", e, f"a{rng.integers(0, 3)}", str(rng.integers(0, 3)), ["", "@en", "x"][rng.integers(0, 3)]))
+            builder.add_attribute(*rows[-1][1:])
+        else:
+            rows.append(("n", e, f"name{rng.integers(0, 3)}", ["", "en", "fr", "en-GB"][rng.integers(0, 4)]))
+            builder.add_name(*rows[-1][1:])
+    kg, stats = build_kg(builder)
+
+    index: dict[str, int] = {}
+    for row in [r for r in rows if r[0] == "t"]:
+        index.setdefault(row[1], len(index)), index.setdefault(row[3], len(index))
+    attrs = list(dict.fromkeys(r[1:] for r in rows if r[0] == "a"))
+    for entity, *_ in attrs:
+        index.setdefault(entity, len(index))
+    best: dict[int, tuple[int, str]] = {}
+    for _, entity, name, lang in (r for r in rows if r[0] == "n"):
+        i, rank = index.setdefault(entity, len(index)), 0 if lang in ("", "en") or lang.startswith("en-") else 1
+        if i not in best or rank < best[i][0]:
+            best[i] = (rank, name)
+    relations: dict[str, int] = {}
+    triples = sorted(
+        {(index[h], relations.setdefault(r, len(relations)), index[t]) for _, h, r, t in (r for r in rows if r[0] == "t")}
+    )
+    assert kg.entities == list(index) and kg.relations == list(relations)
+    assert kg.triples.tolist() == [list(t) for t in triples]
+    ordered = sorted(range(len(attrs)), key=lambda i: (index[attrs[i][0]], kg.attributes.index(attrs[i][1]), i))
+    assert kg.attr_values == [attrs[i][2] for i in ordered] and kg.attr_datatypes == [attrs[i][3] for i in ordered]
+    assert kg.attr_triples.tolist() == [[index[attrs[i][0]], kg.attributes.index(attrs[i][1])] for i in ordered]
+    assert list(kg.names.items()) == [(i, name) for i, (_, name) in best.items()]
+    assert stats["duplicate_attribute_triples"] == sum(r[0] == "a" for r in rows) - len(attrs)

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from mmalign.ingest import ingest
+from mmalign.io.rdf import read_rdf
+from mmalign.io.records import BadLines, KGBuilder
+from mmalign.report import RecordingReporter
 from mmalign.workspace import Workspace
 
 pytestmark = pytest.mark.realdata
@@ -40,3 +43,12 @@ def test_dbp15k_zh_en(shared_data: Path, tmp_path: Path) -> None:
     assert counts["links"] == 15_000 and len(ws.links) == 15_000
     assert ws.links[0] == ("http://zh.dbpedia.org/resource/阿卜杜拉·居尔", "http://dbpedia.org/resource/Abdullah_Gül")
     assert ws.kg1.names[0] == "abdullah gul" and counts["kg2"]["names"] == 19_572
+
+
+def test_db15k_iris_with_quotes_give_one_counted_warning(shared_data: Path) -> None:
+    path = shared_data / "db15k-fb15k237" / "kg1-dbpedia" / "triples.nt"
+    builder, reporter = KGBuilder(), RecordingReporter()
+    read_rdf(path, builder, BadLines(), reporter)
+    assert builder.statements == 89_197
+    assert len(reporter.warnings) == 1
+    assert reporter.warnings[0].startswith(f"{path}: 413 uses of 29 IRIs holding characters IRIs may not contain")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmalign.errors import MMAlignError
-from mmalign.io.records import BadLines, KGRecords
-from mmalign.io.text import read_lines
+from mmalign.io.records import BadLines, KGBuilder
+from mmalign.io.text import iter_lines
 from mmalign.io.tsv import read_rows
 from mmalign.report import SILENT, Reporter
 
@@ -64,7 +64,7 @@ class BenchmarkInput:
     def sources(self) -> dict[str, list[Path]]:
         return {"kg1": self.kg_files[0], "kg2": self.kg_files[1], "shared": self.shared_files}
 
-    def read(self, bad: BadLines, reporter: Reporter = SILENT) -> tuple[KGRecords, KGRecords, list[tuple[str, str]]]:
+    def read(self, bad: BadLines, reporter: Reporter = SILENT) -> tuple[KGBuilder, KGBuilder, list[tuple[str, str]]]:
         """Parse both KGs and the gold pairs."""
         if self.format == "dbp15k":
             return _read_dbp15k(self.folder, bad, reporter)
@@ -88,13 +88,14 @@ def _read_ids(path: Path, bad: BadLines) -> dict[str, str]:
     return keys
 
 
-def _read_dbp15k(folder: Path, bad: BadLines, reporter: Reporter) -> tuple[KGRecords, KGRecords, list[tuple[str, str]]]:
+def _read_dbp15k(folder: Path, bad: BadLines, reporter: Reporter) -> tuple[KGBuilder, KGBuilder, list[tuple[str, str]]]:
     kgs, id_maps = [], []
     for k in (1, 2):
         entities = _read_ids(folder / f"ent_ids_{k}", bad)
         rel_path = folder / f"rel_ids_{k}"
         relations = _read_ids(rel_path, bad) if rel_path.is_file() else None
-        records = KGRecords(entities=list(entities.values()))
+        builder = KGBuilder()
+        builder.declare(list(entities.values()))
         triples_path = folder / f"triples_{k}"
         for line, (h, r, t) in read_rows(triples_path, 3, bad):
             head, tail = entities.get(h), entities.get(t)
@@ -104,9 +105,9 @@ def _read_dbp15k(folder: Path, bad: BadLines, reporter: Reporter) -> tuple[KGRec
             elif relation is None:
                 bad(f"relation id {r} is not in rel_ids_{k}", triples_path, line)
             else:
-                records.triples.append((head, relation, tail))
-        _read_attribute_names(folder / f"training_attrs_{k}", records, reporter)
-        kgs.append(records)
+                builder.add_triple(head, relation, tail)
+        _read_attribute_names(folder / f"training_attrs_{k}", set(entities.values()), builder, reporter)
+        kgs.append(builder)
         id_maps.append(entities)
     links: list[tuple[str, str]] = []
     for name in ("ref_ent_ids", "ill_ent_ids"):
@@ -118,31 +119,33 @@ def _read_dbp15k(folder: Path, bad: BadLines, reporter: Reporter) -> tuple[KGRec
                 else:
                     links.append((id_maps[0][a], id_maps[1][b]))
             break
-    _read_shared_names(folder, kgs, bad, reporter)
+    _read_shared_names(folder, kgs, [set(ids.values()) for ids in id_maps], bad, reporter)
     return kgs[0], kgs[1], links
 
 
-def _read_attribute_names(path: Path, records: KGRecords, reporter: Reporter) -> None:
+def _read_attribute_names(path: Path, known: set[str], builder: KGBuilder, reporter: Reporter) -> None:
     """``training_attrs_N``: ``IRI<TAB>attr<TAB>attr...``, attribute names without values."""
     if not path.is_file():
         return
-    known = set(records.entities)
     unknown = 0
-    for text in read_lines(path):
+    for _, text in iter_lines(path):
         if not text.strip():
             continue
         entity, *attributes = text.split("\t")
         if entity not in known:
             unknown += 1
             continue
-        records.attributes.extend((entity, attribute, "", "") for attribute in attributes if attribute)
+        for attribute in attributes:
+            if attribute:
+                builder.add_attribute(entity, attribute, "")
     if unknown:
         reporter.warn(f"{path}: {unknown:,} lines about entities not in the entity list were ignored")
 
 
-def _read_shared_names(folder: Path, kgs: list[KGRecords], bad: BadLines, reporter: Reporter) -> None:
+def _read_shared_names(
+    folder: Path, kgs: list[KGBuilder], members: list[set[str]], bad: BadLines, reporter: Reporter
+) -> None:
     """A names file for both KGs: each name goes to the KG whose entity list has the key."""
-    members = [set(kg.entities) for kg in kgs]
     for name in _NAME_FILES:
         path = folder / name
         if not path.is_file():
@@ -151,7 +154,7 @@ def _read_shared_names(folder: Path, kgs: list[KGRecords], bad: BadLines, report
         for _, (entity, text) in read_rows(path, 2, bad):
             for kg, keys in zip(kgs, members):
                 if entity in keys:
-                    kg.names.append((entity, text, ""))
+                    kg.add_name(entity, text)
                     break
             else:
                 unknown += 1
@@ -159,17 +162,17 @@ def _read_shared_names(folder: Path, kgs: list[KGRecords], bad: BadLines, report
             reporter.warn(f"{path}: {unknown:,} names of entities in neither KG were ignored")
 
 
-def _read_openea(folder: Path, bad: BadLines) -> tuple[KGRecords, KGRecords, list[tuple[str, str]]]:
+def _read_openea(folder: Path, bad: BadLines) -> tuple[KGBuilder, KGBuilder, list[tuple[str, str]]]:
     kgs = []
     for k in (1, 2):
-        records = KGRecords()
-        records.triples = [tuple(fields) for _, fields in read_rows(folder / f"rel_triples_{k}", 3, bad)]  # type: ignore[misc]
+        builder = KGBuilder()
+        for _, (head, relation, tail) in read_rows(folder / f"rel_triples_{k}", 3, bad):
+            builder.add_triple(head, relation, tail)
         attr_path = folder / f"attr_triples_{k}"
         if attr_path.is_file():
-            records.attributes = [
-                (e, a, v, "") for _, (e, a, v) in read_rows(attr_path, 3, bad, optional_last=True, join_extra=" ")
-            ]
-        kgs.append(records)
+            for _, (entity, attribute, value) in read_rows(attr_path, 3, bad, optional_last=True, join_extra=" "):
+                builder.add_attribute(entity, attribute, value)
+        kgs.append(builder)
     links_path = folder / "ent_links"
     links = [(a, b) for _, (a, b) in read_rows(links_path, 2, bad)] if links_path.is_file() else []
     return kgs[0], kgs[1], links

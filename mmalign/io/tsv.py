@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mmalign.io.records import BadLines
-from mmalign.io.text import read_lines
+from mmalign.io.text import iter_lines
 
 HEADER_WORDS = frozenset(
     "head relation tail subject predicate object entity attribute value name path image".split()
@@ -29,17 +29,16 @@ def is_header(line: str) -> bool:
 def read_rows(
     path: Path, columns: int, bad: BadLines, *, optional_last: bool = False, join_extra: str | None = None
 ) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line number, fields) for each data line with exactly ``columns`` fields.
+    """Yield (line number, fields) for each data line with exactly ``columns`` fields, streamed.
 
     ``optional_last`` lets the last field be empty (an attribute value may be ""); other empty
     fields are bad lines. ``join_extra`` joins surplus fields into the last one with that
     separator (OpenEA attribute values); otherwise a wrong field count is a bad line.
     """
-    lines = read_lines(path)
-    start = 1 if lines and is_header(lines[0]) else 0
     required = columns - 1 if optional_last else columns
-    for number in range(start, len(lines)):
-        line = lines[number]
+    for number, line in iter_lines(path):
+        if number == 1 and is_header(line):
+            continue
         if not line.strip():
             continue
         fields = line.split("\t")
@@ -47,9 +46,9 @@ def read_rows(
             if join_extra is not None and len(fields) > columns:
                 fields[columns - 1 :] = [join_extra.join(fields[columns - 1 :])]
             else:
-                bad(f"expected {columns} tab-separated columns, found {len(fields)}", path, number + 1)
+                bad(f"expected {columns} tab-separated columns, found {len(fields)}", path, number)
                 continue
         if not all(fields[:required]):
-            bad(f"empty column {fields.index('') + 1}", path, number + 1)
+            bad(f"empty column {fields.index('') + 1}", path, number)
             continue
-        yield number + 1, fields
+        yield number, fields

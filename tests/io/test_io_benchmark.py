@@ -44,9 +44,9 @@ def test_detect_format(tmp_path: Path) -> None:
 
 def test_dbp15k_keeps_iris_and_all_listed_entities(tmp_path: Path) -> None:
     kg1, kg2, links = BenchmarkInput.find(dbp15k(tmp_path / "d"), "dbp15k").read(BadLines())
-    assert kg1.entities == [f"{E}zh/a", f"{E}zh/b", f"{E}zh/lonely"]
-    assert kg1.triples == [(f"{E}zh/a", "rel:5", f"{E}zh/b"), (f"{E}zh/b", "rel:5", f"{E}zh/a")]
-    assert kg2.triples == [(f"{E}en/a", "rel:7", f"{E}en/b")]
+    assert list(kg1.entities) == [f"{E}zh/a", f"{E}zh/b", f"{E}zh/lonely"]
+    assert kg1.relation_triples() == [(f"{E}zh/a", "rel:5", f"{E}zh/b"), (f"{E}zh/b", "rel:5", f"{E}zh/a")]
+    assert kg2.relation_triples() == [(f"{E}en/a", "rel:7", f"{E}en/b")]
     assert links == [(f"{E}zh/a", f"{E}en/a"), (f"{E}zh/b", f"{E}en/b")]
 
 
@@ -62,9 +62,9 @@ def test_dbp15k_relation_names_attributes_and_names(tmp_path: Path) -> None:
     found = BenchmarkInput.find(folder, "dbp15k")
     assert folder / "names_translated.tsv" in found.sources()["shared"]
     kg1, kg2, _ = found.read(BadLines(), reporter)
-    assert kg1.triples[0] == (f"{E}zh/a", f"{R}zh/knows", f"{E}zh/b")
-    assert kg1.attributes == [(f"{E}zh/a", f"{R}age", "", ""), (f"{E}zh/a", f"{R}height", "", "")]
-    assert kg1.names == [(f"{E}zh/a", "ay", "")] and kg2.names == [(f"{E}en/b", "bee", "")]
+    assert kg1.relation_triples()[0] == (f"{E}zh/a", f"{R}zh/knows", f"{E}zh/b")
+    assert kg1.attribute_triples() == [(f"{E}zh/a", f"{R}age", "", ""), (f"{E}zh/a", f"{R}height", "", "")]
+    assert kg1.names() == [(f"{E}zh/a", "ay", "")] and kg2.names() == [(f"{E}en/b", "bee", "")]
     assert len(reporter.warnings) == 2
 
 
@@ -106,6 +106,6 @@ def test_openea(tmp_path: Path) -> None:
         },
     )
     kg1, kg2, links = BenchmarkInput.find(folder, "openea").read(BadLines())
-    assert kg1.triples == [(f"{E}a", f"{R}p", f"{E}b")] and kg2.triples == [(f"{E}x", f"{R}q", f"{E}y")]
-    assert kg1.attributes == [(f"{E}a", f"{R}note", "two words", "")]
+    assert kg1.relation_triples() == [(f"{E}a", f"{R}p", f"{E}b")] and kg2.relation_triples() == [(f"{E}x", f"{R}q", f"{E}y")]
+    assert kg1.attribute_triples() == [(f"{E}a", f"{R}note", "two words", "")]
     assert links == [(f"{E}a", f"{E}x")]
