@@ -2,7 +2,7 @@
 
 Library functions never print. They take a ``Reporter`` (default: :data:`SILENT`) and call
 ``info``/``warn`` for messages and ``progress`` for long loops. The CLI passes a
-:class:`mmalign.console.RichReporter` that draws on stderr; tests pass nothing or a
+:class:`mmalign.cli.console.RichReporter` that draws on stderr; tests pass nothing or a
 :class:`RecordingReporter`.
 """
 

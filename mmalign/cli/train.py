@@ -64,7 +64,7 @@ def train_command(
     test: Optional[Path] = typer.Option(None, "--test", help="Test pairs: reported for the selected model, never used to select it."),
     workdir: Path = WORKDIR_OPTION,
     gpu: Optional[int] = typer.Option(None, "--gpu", help="Train on cuda:N (default: the CPU, all cores)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epoch budget per model [500]; early stopping usually ends sooner." + default("epochs")),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epoch budget per model; early stopping usually ends sooner." + default("epochs")),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed." + default("seed")),
     members: Optional[int] = typer.Option(None, "--members", help="Models trained with seeds seed, seed+1, ...; their embeddings are concatenated (1: one model, half the time)." + default("members")),
     names: Optional[NamesMode] = typer.Option(None, "--names", help="Name modality: none (the paper), recorded, or recorded+iri." + default("names")),

@@ -111,7 +111,7 @@ def parse_encoders(spec: str) -> list[NameEncoder]:
 
     Why several: the encoders err on different names (n-grams see spelling, sbert sees
     meaning), so together they rank better than either (zh_en names alone, CSLS H@1: char
-    0.742, sbert 0.733, both 0.767; README, Names).
+    0.742, sbert 0.733, both 0.767; docs/benchmarks.md, Names).
     """
     encoders = [parse_encoder(part) for part in _ENCODER_JOIN.split(spec)]
     tags = [encoder.tag for encoder in encoders]
