@@ -2,8 +2,7 @@
 
 A time measured on one CPU says little about another: the same training ran 40× slower in
 bfloat16 on an AVX2-only CPU than on one with AVX-512 BF16. So every table names the CPU,
-torch's CPU capability, the thread count, the precision and BLAS the products ran in, and
-the commit.
+torch's CPU capability, the thread count, the precision the products ran in, and the commit.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from mmalign.blas import backend
 from mmalign.hardware import choose_precision, cpu_model
 
 
@@ -43,5 +41,5 @@ def machine_line(precision: str | None = None, threads: int | None = None) -> st
     if torch.cuda.is_available():
         gpu = f" · GPU {torch.cuda.get_device_name(0)}"
     return (f"machine: {cpu_model()} · torch {torch.__version__} CPU capability {torch.backends.cpu.get_cpu_capability()}"
-            f" · {threads or torch.get_num_threads()} threads · precision {precision} · BLAS {backend()[0]}{gpu}"
+            f" · {threads or torch.get_num_threads()} threads · precision {precision}{gpu}"
             f" · commit {source_commit()}")

@@ -58,5 +58,5 @@ def test_probe_times_a_real_product() -> None:
 def test_machine_line_names_cpu_capability_threads_precision_and_commit() -> None:
     line = machine_line("fp32", threads=2)
     assert line.startswith("machine: ")
-    for part in (torch.backends.cpu.get_cpu_capability(), "2 threads", "precision fp32", "BLAS ", "commit ", f"torch {torch.__version__}"):
+    for part in (torch.backends.cpu.get_cpu_capability(), "2 threads", "precision fp32", "commit ", f"torch {torch.__version__}"):
         assert part in line, part

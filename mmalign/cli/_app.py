@@ -77,6 +77,3 @@ def configure_compute() -> None:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-    from mmalign.blas import backend
-
-    backend()  # a bad MMALIGN_BLAS is a user error now, not in the middle of a run

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch.nn.functional import cross_entropy, normalize
 
-from mmalign.blas import mm
 from mmalign.settings import Choice
 
 
@@ -64,7 +63,7 @@ class _HardSample(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, left: torch.Tensor, right: torch.Tensor, scale: float) -> torch.Tensor:
-        sims = mm(left, right.T)
+        sims = left @ right.T
         sims = sims.float() if sims.dtype in (torch.bfloat16, torch.float16) else sims
         n = len(sims)
         grad = None
@@ -98,7 +97,7 @@ class _HardSample(torch.autograd.Function):
         left, right, grad = ctx.saved_tensors
         # Scaled after the products: B × d multiplies instead of B × B (exact for the usual 1).
         scale = grad_output.to(grad.dtype)
-        return mm(grad, right) * scale, mm(grad.T, left) * scale, None
+        return (grad @ right) * scale, (grad.T @ left) * scale, None
 
 
 def _std_mean(sims: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:

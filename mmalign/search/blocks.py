@@ -14,7 +14,6 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from mmalign.blas import mm
 from mmalign.report import Reporter
 
 BLOCK_BYTES = 128 * 2**20
@@ -55,7 +54,7 @@ def block_products(
         block = rows[start : start + step].to(others_t.dtype)
         if scale != 1:
             block = block * scale
-        yield start, mm(block, others_t, out=None if out is None else out[: len(block)])
+        yield start, torch.mm(block, others_t, out=None if out is None else out[: len(block)])
 
 
 def csls_radii(top_values: Tensor, csls_k: int) -> Tensor:
