@@ -18,6 +18,7 @@ import numpy as np
 from mmalign.atomic import atomic_write_bytes
 from mmalign.errors import MMAlignError
 from mmalign.io.text import read_lines
+from mmalign.io.tsv import is_header
 from mmalign.report import SILENT, Reporter
 
 if TYPE_CHECKING:
@@ -29,10 +30,6 @@ PAIR_FILE_HEADER = "kg1_entity\tkg2_entity\n"
 PAIR_HEADER_WORDS = frozenset(
     "kg1 kg2 kg1_entity kg2_entity entity1 entity2 source target left right head tail".split()
 )
-
-
-def _is_header(line: str) -> bool:
-    return line.startswith("#") or all(f.strip().lower() in PAIR_HEADER_WORDS for f in line.split("\t"))
 
 
 def read_pairs(
@@ -51,7 +48,7 @@ def read_pairs(
     if not path.is_file():
         raise MMAlignError("no such file", path=path)
     lines = read_lines(path)
-    start = 1 if lines and _is_header(lines[0]) else 0
+    start = 1 if lines and is_header(lines[0], PAIR_HEADER_WORDS) else 0
     left_index, right_index = workspace.kg1.entity_index(), workspace.kg2.entity_index()
     pairs: list[tuple[int, int]] = []
     seen: dict[tuple[int, int], int] = {}

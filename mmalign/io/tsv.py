@@ -19,11 +19,12 @@ HEADER_WORDS = frozenset(
 )
 
 
-def is_header(line: str) -> bool:
-    """Whether a first line names columns instead of holding data (see module docstring)."""
+def is_header(line: str, words: frozenset[str] = HEADER_WORDS) -> bool:
+    """Whether a first line names columns instead of holding data: it starts with ``#``, or every
+    tab-separated field is one of ``words`` (any case). Every reader of tabular files asks this."""
     if line.startswith("#"):
         return True
-    return all(field.strip().lower() in HEADER_WORDS for field in line.split("\t"))
+    return all(field.strip().lower() in words for field in line.split("\t"))
 
 
 def read_rows(
