@@ -58,6 +58,12 @@ def save_checkpoint(trainer: Trainer) -> None:
     })
 
 
+def saved_pseudo_pairs(folder: Path) -> np.ndarray:
+    """The pseudo pairs of the last checkpoint in ``folder`` (a finished member's: its final ones)."""
+    pairs = load_file(str(folder / TENSORS))["pseudo"]
+    return pairs.numpy().astype(np.int64).reshape(-1, 2)
+
+
 def load_checkpoint(trainer: Trainer) -> None:
     tensors = load_file(str(trainer.folder / TENSORS))
     meta = read_json(trainer.folder / SCALARS)

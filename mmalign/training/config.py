@@ -90,6 +90,8 @@ class TrainConfig(Section):
     # an ensemble of one. Two members: DBP15K test H@1 0.804 / 0.811 against one model's
     # 0.789 / 0.789 on zh_en / ja_en, at twice the training time (docs/benchmarks.md).
     members: int = 2
+    # Each member after the first starts with the previous member's final pseudo pairs.
+    warm_start: bool = True
     variant: Variant = Variant.CODE
     model: ModelConfig = field(default_factory=ModelConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -142,7 +144,8 @@ LEGACY_NAMES = {"il_start": "start", "il_check": "check_every", "il_window": "wi
                 "pseudo_refresh": "refresh", "pseudo_score": "score"}
 """Setting names of run folders written before the nested configuration, where they differ."""
 
-BEFORE_SETTING = {"refresh": False, "relation_direction": "merged", "members": 1, "precision": "bf16"}
+BEFORE_SETTING = {"refresh": False, "relation_direction": "merged", "members": 1, "precision": "bf16",
+                  "warm_start": False, "max_pairs": 0, "min_delta": 0.0}
 """What runs saved before a setting existed did, where that differs from today's default."""
 
 

@@ -162,6 +162,23 @@ def test_members_are_whole_runs_whose_embeddings_are_concatenated(workspace) -> 
     assert torch.equal(load_file(str(single.run_dir / "embeddings.safetensors"))["kg1"], members[0]["kg1"])
 
 
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_later_member_starts_with_the_pseudo_pairs_the_last_one_ended_with(workspace, monkeypatch: pytest.MonkeyPatch, warm: bool) -> None:
+    work, pair = workspace
+    started: dict[int, int] = {}
+    fit = Trainer.fit
+
+    def recording(self: Trainer) -> tuple[int, float]:
+        started[self.config.seed] = len(self.pseudo.pairs)
+        return fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", recording)
+    result = train(work, pair.seeds, config(epochs=30, min_epochs=0, members=2, warm_start=warm))
+    ended = load_file(str(result.run_dir / "members" / "0" / "checkpoint.safetensors"))["pseudo"].reshape(-1, 2)
+    assert len(ended) > 0 and started[2023] == 0
+    assert started[2024] == (len(ended) if warm else 0)
+
+
 def test_an_interrupted_ensemble_resumes_its_unfinished_member(workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     work, pair = workspace
     options = config(epochs=20, min_epochs=0, members=2)
