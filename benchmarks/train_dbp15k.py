@@ -12,7 +12,7 @@ split and the initialisation; the seed/test split stays fixed) and adds a mean Â
 standard deviation row, so a difference can be set against the spread between seeds.
 
     python benchmarks/train_dbp15k.py [--datasets zh_en,ja_en,db15k] [--data ../shared/data]
-                                      [--train-seeds S1,S2,...] [-- extra train args]
+                                      [--train-seeds S1,S2,...] [--keep DIR] [-- extra train args]
 """
 
 from __future__ import annotations
@@ -72,15 +72,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--split-seed", type=int, default=12345)
     parser.add_argument("--train-seeds", default="", help="comma-separated `mmalign train --seed` values (default: train's own)")
+    parser.add_argument("--keep", type=Path, help="keep the workspaces and run folders under this folder (default: a temporary one)")
     parser.add_argument("extra", nargs="*", help="extra `mmalign train` arguments (after --)")
     args = parser.parse_args()
     python = [sys.executable, "-m", "mmalign"]
     train_seeds = [int(seed) for seed in args.train_seeds.split(",") if seed]
     rows: list[str] = []  # table rows, one per training plus a mean Â± sd row per dataset
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
         for name in args.datasets.split(","):
             work, folder = Path(tmp) / name / "work", Path(tmp) / name
-            folder.mkdir(parents=True)
+            folder.mkdir(parents=True, exist_ok=True)
             if name == "db15k":
                 base = args.data / "db15k-fb15k237"
                 child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])

@@ -152,5 +152,6 @@ def result_table(result: TrainResult) -> Table:
         if metrics:
             table.add_row(split, *(f"{metrics[k]:.4f}" for k in ("hits@1", "hits@5", "hits@10", "mrr")), f"{metrics['mr']:.1f}", f"{metrics['count']:,}")
     active = ", ".join(result.modalities) or "none (structure only)"
-    table.caption = f"modalities: {active} · {result.seconds:.0f} s, {result.seconds_per_epoch:.2f} s/epoch"
+    output = "" if len(result.members) == 1 else f" · output: {result.output}"
+    table.caption = f"modalities: {active}{output} · {result.seconds:.0f} s, {result.seconds_per_epoch:.2f} s/epoch"
     return table

@@ -77,6 +77,7 @@ class TrainResult:
     valid: dict[str, float]
     test: dict[str, float] | None
     modalities: dict[str, Any] = field(default_factory=dict)
+    output: str = "concatenation"  # the run's embeddings: the members' concatenation, or "members/<k>"
 
     @property
     def seconds(self) -> float:
@@ -164,42 +165,36 @@ def _finish_member(trainer: Trainer, seed: int, epochs_run: int, seconds: float)
 
 def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path, members: list[MemberResult],
              precision: PrecisionChoice) -> TrainResult:
-    """The run's embeddings (the members' concatenated, normalised again), metrics and summary.
+    """The run's embeddings, metrics and summary: the members' concatenation, or the last member.
 
-    The members' embeddings are copied one at a time into one N × ΣD matrix normalised in
-    place: loading them all and concatenating held three copies at once. One member's
-    embeddings are the run's as they are (linked, not copied).
+    The concatenation averages the members' cosines; it is kept unless the last member alone
+    ranks the validation pairs better (H@1, then MRR). With ``warm_start`` the last member
+    learnt from the others' pseudo pairs and their errors agree, so the concatenation may only
+    dilute it. One member's embeddings are the run's as they are.
     """
-    target = run_dir / EMBEDDINGS
+    target, csls = run_dir / EMBEDDINGS, config.selection.csls
+    last = members[-1]
+    output = f"members/{len(members) - 1}"
     if len(members) == 1:
-        member = members[0]
-        if member.folder != run_dir:
-            target.unlink(missing_ok=True)
-            try:
-                os.link(member.folder / EMBEDDINGS, target)
-            except OSError:
-                atomic_save_tensors(target, dict(zip(("kg1", "kg2"), load_embeddings(member.folder))))
-        valid, test = member.valid, member.test
+        valid, test = last.valid, last.test
     else:
-        embeddings, n1 = None, inputs.n1
-        for k, member in enumerate(members):
-            kg1, kg2 = load_embeddings(member.folder)
-            if embeddings is None:
-                width = kg1.shape[1]
-                embeddings = torch.empty(n1 + len(kg2), width * len(members))
-            embeddings[:n1, k * width : (k + 1) * width] = kg1
-            embeddings[n1:, k * width : (k + 1) * width] = kg2
-            del kg1, kg2
-        assert embeddings is not None
-        embeddings.div_(torch.linalg.vector_norm(embeddings, dim=1, keepdim=True).clamp_min_(1e-12))
-        valid = validation_metrics(embeddings, splits, n1, config.selection.csls)
-        test = test_pair_metrics(embeddings, splits.test, config.selection.csls) if splits.test is not None else None
-        atomic_save_tensors(target, {"kg1": embeddings[:n1], "kg2": embeddings[n1:]})
+        embeddings = _concatenation(members, inputs.n1)
+        valid = validation_metrics(embeddings, splits, inputs.n1, csls)
+        if [last.valid["hits@1"], last.valid["mrr"]] > [valid["hits@1"], valid["mrr"]]:
+            valid, test = last.valid, last.test
+        else:
+            output = "concatenation"
+            test = test_pair_metrics(embeddings, splits.test, csls) if splits.test is not None else None
+            atomic_save_tensors(target, {"kg1": embeddings[: inputs.n1], "kg2": embeddings[inputs.n1 :]})
+        del embeddings
+    if output != "concatenation" and last.folder != run_dir:
+        _link(last.folder / EMBEDDINGS, target)
     modalities, skipped = inputs.summary(config.features.modalities)
-    result = TrainResult(run_dir, members, valid, test, modalities)
+    result = TrainResult(run_dir, members, valid, test, modalities, output)
     atomic_write_json(run_dir / SUMMARY, {
         "format": SUMMARY_FORMAT,
         "members": [m.record() for m in members],
+        "output": output,
         "valid": valid,
         "test": test,
         "modalities": modalities,
@@ -209,3 +204,31 @@ def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path,
         "seconds_per_epoch": round(result.seconds_per_epoch, 4),
     })
     return result
+
+
+def _concatenation(members: list[MemberResult], n1: int) -> torch.Tensor:
+    """The members' unit embeddings side by side, normalised again (global ids).
+
+    Copied one member at a time into one N × ΣD matrix normalised in place: loading them all
+    and concatenating held three copies at once.
+    """
+    embeddings = None
+    for k, member in enumerate(members):
+        kg1, kg2 = load_embeddings(member.folder)
+        if embeddings is None:
+            width = kg1.shape[1]
+            embeddings = torch.empty(n1 + len(kg2), width * len(members))
+        embeddings[:n1, k * width : (k + 1) * width] = kg1
+        embeddings[n1:, k * width : (k + 1) * width] = kg2
+        del kg1, kg2
+    assert embeddings is not None
+    return embeddings.div_(torch.linalg.vector_norm(embeddings, dim=1, keepdim=True).clamp_min_(1e-12))
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy where links are not possible)."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        atomic_save_tensors(target, dict(zip(("kg1", "kg2"), load_embeddings(source.parent))))

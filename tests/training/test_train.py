@@ -22,7 +22,7 @@ from mmalign.report import SILENT, RecordingReporter
 from mmalign.training import TrainConfig, resume, train
 from mmalign.training.inputs import build_inputs
 from mmalign.training.loop import Trainer
-from mmalign.training.splits import Splits, make_splits
+from mmalign.training.splits import Splits, make_splits, read_split_files, validation_metrics
 from mmalign.workspace import Workspace
 from synthetic import make_pair
 
@@ -143,17 +143,26 @@ def test_a_one_model_run_saved_before_the_package_layout_resumes(workspace) -> N
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in ("kg1", "kg2"))
 
 
-def test_members_are_whole_runs_whose_embeddings_are_concatenated(workspace) -> None:
+@pytest.mark.parametrize("warm", [True, False])
+def test_members_are_whole_runs_whose_concatenation_or_last_ranks_validation_best(workspace, warm: bool) -> None:
     work, pair = workspace
-    result = train(work, pair.seeds, config(epochs=20, min_epochs=0, members=2), test=pair.test)
+    result = train(work, pair.seeds, config(epochs=20, min_epochs=0, members=2, warm_start=warm), test=pair.test)
     run = result.run_dir
     members = [load_file(str(run / "members" / str(k) / "embeddings.safetensors")) for k in (0, 1)]
     whole = load_file(str(run / "embeddings.safetensors"))
-    for key in ("kg1", "kg2"):
-        expected = torch.nn.functional.normalize(torch.cat([m[key] for m in members], dim=1), dim=1)
-        assert torch.allclose(whole[key], expected)
-    assert not torch.equal(members[0]["kg1"], members[1]["kg1"])  # seeds 2023 and 2024
+    ws = Workspace.open(work)
+    n1 = len(ws.kg1.entities)
+    concatenated = torch.nn.functional.normalize(torch.cat([torch.cat([m["kg1"], m["kg2"]]) for m in members], dim=1), dim=1)
+    both = validation_metrics(concatenated, read_split_files(run, ws), n1, 3)
+    last = result.members[-1].valid
     summary = json.loads((run / "summary.json").read_text())
+    if summary["output"] == "concatenation":
+        assert [both["hits@1"], both["mrr"]] >= [last["hits@1"], last["mrr"]]
+        assert torch.allclose(torch.cat([whole["kg1"], whole["kg2"]]), concatenated) and summary["valid"] == both
+    else:
+        assert summary["output"] == "members/1" and [last["hits@1"], last["mrr"]] > [both["hits@1"], both["mrr"]]
+        assert torch.equal(whole["kg1"], members[1]["kg1"]) and summary["valid"] == last
+    assert not torch.equal(members[0]["kg1"], members[1]["kg1"])  # seeds 2023 and 2024
     assert [m["seed"] for m in summary["members"]] == [2023, 2024]
     assert summary["test"] == result.test
     assert [m.epochs_run for m in result.members] == [20, 20] and result.epochs_run == 40
