@@ -1,3 +1,3 @@
 """mmalign: align two multi-modal knowledge graphs with LoginMEA."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
