@@ -12,7 +12,8 @@ ingested ``names_translated.tsv`` and the same random 30% split as benchmarks/tr
 DB15K↔FB15k-237 uses splits/seed20 + test20, names from DBpedia IRIs and Freebase names.tsv.
 
     python benchmarks/names.py encode [--count 40000] [--encoders char,sbert]
-    python benchmarks/names.py accuracy [--datasets zh_en,ja_en,db15k] [--encoders char,sbert,char+sbert] [-- train args]
+    python benchmarks/names.py accuracy [--datasets zh_en,ja_en,db15k] [--encoders char,sbert,char+sbert]
+                                        [--keep DIR] [-- train args]
 """
 
 from __future__ import annotations
@@ -143,11 +144,12 @@ def _block_cosines(candidates, block):
 def run_accuracy(args: argparse.Namespace) -> None:
     python = [sys.executable, "-m", "mmalign"]
     rows, raw = [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
         for dataset in args.datasets.split(","):
             folder = Path(tmp) / dataset
             work = folder / "work"
-            folder.mkdir(parents=True)
+            folder.mkdir(parents=True, exist_ok=True)
             if dataset == "db15k":
                 base = args.data / "db15k-fb15k237"
                 child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
@@ -207,6 +209,7 @@ def main() -> None:
     accuracy.add_argument("--encoders", default="char,sbert,char+sbert",
                           help="none (structure only: the same run as benchmarks/train_dbp15k.py), char, sbert, char+sbert")
     accuracy.add_argument("--split-seed", type=int, default=12345)
+    accuracy.add_argument("--keep", type=Path, help="keep the workspaces and run folders under this folder (default: a temporary one)")
     accuracy.add_argument("extra", nargs="*", help="extra `mmalign train` arguments (after --)")
     for command in (encode, accuracy):
         command.add_argument("--data", type=Path, default=DATA)
