@@ -6,10 +6,11 @@ Members share the inputs and the splits and differ in their seed (``seed``, ``se
 checkpoints, metrics and selection on validation. Concatenating unit-length embeddings
 averages the members' cosines.
 
-With ``warm_start`` (the default) a member after the first starts with the previous member's
-final pseudo pairs instead of waiting for its own: a fresh model trained from its first epoch
-on the seeds and thousands of mostly right pairs ends above the model that found them, in
-about half the epochs (docs/benchmarks.md).
+With ``warm_start`` (off by default) a member after the first starts with the previous
+member's final pseudo pairs instead of waiting for its own: a fresh model trained from its
+first epoch on the seeds and thousands of mostly right pairs ends above the model that found
+them, in about half the epochs, but it then makes the same mistakes, and the ensemble gains
+nothing over it (docs/benchmarks.md).
 """
 
 from __future__ import annotations
