@@ -114,12 +114,13 @@ def raw_name_h1(work: Path, test: Path, encoder: str) -> float:
     import torch
 
     from mmalign.features.base import FeatureContext
+    from mmalign.features.config import FeatureConfig, NamesMode
     from mmalign.features.names import build
     from mmalign.pairs import read_pairs
     from mmalign.workspace import Workspace
 
     workspace = Workspace.open(work)
-    built = build(FeatureContext(workspace, {"names": "recorded+iri", "name_encoder": ENCODERS[encoder]}))
+    built = build(FeatureContext(workspace, FeatureConfig(names=NamesMode.RECORDED_IRI, name_encoder=ENCODERS[encoder])))
     pairs = read_pairs(test, workspace)
     n1 = len(workspace.kg1.entities)
     targets, target_of = np.unique(pairs[:, 1], return_inverse=True)
