@@ -202,3 +202,16 @@ def test_link_on_a_tiny_trained_run(tmp_path: Path) -> None:
     rows = table(result.stdout)
     assert len(rows) == 80 - len(pair.seeds.read_text().splitlines())
     assert all(0 <= float(r[2]) <= 1 for r in rows)
+
+
+def test_em_recovers_the_unmatched_share() -> None:
+    """Matched and unmatched features from two Gaussians; the population is 30% unmatched."""
+    from mmalign.links.calibration import fit
+
+    rng = np.random.default_rng(0)
+    matched, unmatched = rng.normal(1.0, 1.0, (400, 4)), rng.normal(-1.0, 1.0, (400, 4))
+    population = np.vstack([rng.normal(1.0, 1.0, (1400, 4)), rng.normal(-1.0, 1.0, (600, 4))])
+    calibrator, _ = fit(matched, rng.random(400) < 0.9, unmatched, population)
+    assert calibrator.fit_unmatched == 0.5
+    assert abs(calibrator.unmatched - 0.3) < 0.03
+    assert abs(calibrator.correct.probability(matched).mean() - 0.9) < 0.03  # calibrated in the large

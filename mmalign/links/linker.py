@@ -89,7 +89,7 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
     decided = decide(left, right, queries, candidates, **settings)
 
     key = {"embeddings_sha256": file_sha256(folder / "embeddings.safetensors"), "csls": csls_k,
-           "top_k": config.top_k, "many": config.many, "features": list(FEATURES)}
+           "top_k": None if config.many else config.top_k, "many": config.many, "features": list(FEATURES)}
     path = calibration_file(folder)
     saved = read_json(path) if path.is_file() else None
     if saved is not None and saved.get("format") == CALIBRATION_FORMAT and saved.get("key") == key:
