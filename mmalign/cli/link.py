@@ -12,6 +12,7 @@ from mmalign.cli._app import WORKDIR_OPTION, app, configure_compute, user_errors
 from mmalign.cli.console import RichReporter
 from mmalign.cli.predict import RUN_OPTION, write_stdout
 from mmalign.links import LinkConfig, LinkFormat, link
+from mmalign.links.config import ACCEPT_PRECISION
 from mmalign.links.formats import render
 
 DEFAULTS = LinkConfig()
@@ -24,13 +25,13 @@ def link_command(
     run: Optional[Path] = RUN_OPTION,
     accept: Optional[float] = typer.Option(
         None, "--accept", metavar="P",
-        help="Accept links with confidence ≥ P (default: the threshold chosen on validation for precision ≥ 0.95).",
+        help=f"Accept links with confidence ≥ P (default: the threshold chosen on validation for precision ≥ {ACCEPT_PRECISION}).",
     ),
     review: float = typer.Option(DEFAULTS.review, "--review", metavar="P", help="Links below --accept but ≥ P go to review."),
     many: bool = typer.Option(False, "--many", help="Let several KG1 entities link to one KG2 entity (default: one-to-one)."),
     top_k: int = typer.Option(DEFAULTS.top_k, "--top-k", help="Candidates per entity the one-to-one matching may fall back on."),
     format_: LinkFormat = typer.Option(
-        DEFAULTS.format, "--format", help="tsv (every band), nt (owl:sameAs, accepted), alignment (OAEI RDF/XML)."
+        DEFAULTS.format, "--format", help="tsv (accept and review rows), nt (owl:sameAs, accepted links), alignment (OAEI RDF/XML, accept and review)."
     ),
     include_rejected: bool = typer.Option(False, "--all", help="TSV: also the rejected entities (band reject)."),
     base_iri: Optional[str] = typer.Option(None, "--base-iri", help="nt/alignment: prefix for keys that are not absolute IRIs."),
