@@ -215,3 +215,13 @@ def test_em_recovers_the_unmatched_share() -> None:
     assert calibrator.fit_unmatched == 0.5
     assert abs(calibrator.unmatched - 0.3) < 0.03
     assert abs(calibrator.correct.probability(matched).mean() - 0.9) < 0.03  # calibrated in the large
+
+
+def test_keys_become_iris_only_with_a_base() -> None:
+    from mmalign.links.formats import iri
+
+    assert iri("http://zh.dbpedia.org/resource/金大中", "KG1", None) == "http://zh.dbpedia.org/resource/金大中"
+    assert iri("/m/027rn", "KG2", "http://rdf.freebase.com/ns") == "http://rdf.freebase.com/ns/m/027rn"
+    assert iri("a b<c>", "KG1", "http://example.org/") == "http://example.org/a%20b%3Cc%3E"
+    with pytest.raises(MMAlignError, match="KG2 entity '/m/027rn' is not an absolute IRI"):
+        iri("/m/027rn", "KG2", None)
