@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mmalign import __version__
 from mmalign.atomic import atomic_write_json, file_sha256
@@ -125,7 +126,7 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
     return links
 
 
-def _calibrate(left: Any, right: Any, valid: np.ndarray, queries: np.ndarray, candidates: np.ndarray,
+def _calibrate(left: torch.Tensor, right: torch.Tensor, valid: np.ndarray, queries: np.ndarray, candidates: np.ndarray,
                decided: Decisions, settings: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Fit on the validation pairs' two worlds; the calibration file's content (without its key)."""
     valid_queries = np.unique(valid[:, 0])
