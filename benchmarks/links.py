@@ -17,8 +17,8 @@ removes it first, so the time includes the fit).
 adds a check of the gold itself: DBP15K's gold is a 15k subset, and an entity without a gold
 link may still have its counterpart in the other KG. Among accepted links, it gives the share
 whose two names agree exactly (lower case, letters and digits) for links the gold confirms
-and for links of entities without a gold link; their ratio estimates how many of the latter,
-all counted wrong, are right.
+and for links of entities without a gold link (their ratio estimates how many of the latter,
+all counted wrong, are right), with the KG1 entities' mean degree (triples).
 
     python benchmarks/links.py zh_en=/tmp/final/zh_en/work db15k=/tmp/final/db15k/work
                                [--run NAME] [--refit] [--names FILE]
@@ -69,6 +69,10 @@ def fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def fmt1(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
 def normalised(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
     return re.sub(r"[^a-z0-9]+", " ", ascii_name).strip()
@@ -89,11 +93,17 @@ def gold_check(name: str, rows, gold: np.ndarray, workspace: Workspace, names: d
     accepted = [(a, b) for a, b, band in zip(rows.kg1.tolist(), rows.kg2.tolist(), rows.band.tolist()) if band == 0 and b >= 0]
     right = [(kg1[a], kg2[b]) for a, b in accepted if (a, b) in gold_set]
     no_gold = [(kg1[a], kg2[b]) for a, b in accepted if a not in gold_kg1]
+    triples = workspace.kg1.triples
+    degree = np.bincount(triples[:, [0, 2]].ravel(), minlength=len(kg1))
+    index = workspace.kg1.entity_index()
+    degree_right = float(np.mean([degree[index[a]] for a, _ in right])) if right else None
+    degree_no_gold = float(np.mean([degree[index[a]] for a, _ in no_gold])) if no_gold else None
     agree_right = name_agreement([a for a, _ in right], [b for _, b in right], names)
     agree_no_gold = name_agreement([a for a, _ in no_gold], [b for _, b in no_gold], names)
     estimate = len(no_gold) * agree_no_gold / agree_right if agree_right and agree_no_gold is not None else None
     corrected = (len(right) + estimate) / len(accepted) if estimate is not None and accepted else None
-    return (f"| {name} | {len(right):,} | {fmt(agree_right)} | {len(no_gold):,} | {fmt(agree_no_gold)} "
+    return (f"| {name} | {len(right):,} | {fmt(agree_right)} | {fmt1(degree_right)} | {len(no_gold):,} "
+            f"| {fmt(agree_no_gold)} | {fmt1(degree_no_gold)} "
             f"| {'–' if estimate is None else f'{estimate:,.0f}'} | {fmt(corrected)} |")
 
 
@@ -164,9 +174,9 @@ def main() -> None:
     print("\n".join(bins))
     if checks:
         print()
-        print("| dataset | accepted, gold-confirmed | names agree | accepted, no gold link | names agree "
-              "| of these right (est.) | accept P with them |")
-        print("| --- |" + " ---: |" * 6)
+        print("| dataset | accepted, gold-confirmed | names agree | KG1 degree | accepted, no gold link | names agree "
+              "| KG1 degree | of these right (est.) | accept P with them |")
+        print("| --- |" + " ---: |" * 8)
         print("\n".join(checks))
 
 
