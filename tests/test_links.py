@@ -225,3 +225,11 @@ def test_keys_become_iris_only_with_a_base() -> None:
     assert iri("a b<c>", "KG1", "http://example.org/") == "http://example.org/a%20b%3Cc%3E"
     with pytest.raises(MMAlignError, match="KG2 entity '/m/027rn' is not an absolute IRI"):
         iri("/m/027rn", "KG2", None)
+
+
+def test_a_perfect_validation_set_gives_no_certainty() -> None:
+    from mmalign.links.calibration import Logistic, platt_targets
+
+    x = np.random.default_rng(1).normal(size=(50, 4))
+    p = Logistic.fit(x, platt_targets(np.ones(50, dtype=bool))).probability(x)
+    assert np.allclose(p, 51 / 52, atol=1e-3)

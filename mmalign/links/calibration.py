@@ -45,8 +45,8 @@ class Logistic:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, ridge: float = RIDGE) -> "Logistic":
-        """Maximum penalised likelihood; the intercept is not penalised, so the mean prediction
-        equals the share of positives (calibration in the large)."""
+        """Maximum penalised likelihood; ``y`` may be soft targets in [0, 1]. The intercept is
+        not penalised, so the mean prediction equals the mean target (calibration in the large)."""
         mean = x.mean(0)
         scale = x.std(0)
         scale[scale == 0] = 1.0
@@ -135,9 +135,20 @@ def fit(matched_x: np.ndarray, matched_correct: np.ndarray, unmatched_x: np.ndar
     fit_unmatched = len(unmatched_x) / (len(matched_x) + len(unmatched_x))
     counterpart = Logistic.fit(np.vstack([matched_x, unmatched_x]),
                                np.concatenate([np.ones(len(matched_x)), np.zeros(len(unmatched_x))]))
-    correct = Logistic.fit(matched_x, matched_correct.astype(np.float64))
+    correct = Logistic.fit(matched_x, platt_targets(matched_correct))
     unmatched, steps = estimate_unmatched(counterpart.probability(population_x), fit_unmatched)
     return Calibrator(counterpart, correct, fit_unmatched, unmatched), steps
+
+
+def platt_targets(labels: np.ndarray) -> np.ndarray:
+    """Platt's smoothed targets: (n₊ + 1) / (n₊ + 2) for positives, 1 / (n₋ + 2) for negatives.
+
+    A validation set on which every decided candidate is right would otherwise fit a
+    probability of exactly 1 (the intercept grows without bound). Only the ``correct`` model
+    needs them: the ``counterpart`` model always sees both classes, and the ridge bounds it.
+    """
+    positives = float(labels.sum())
+    return np.where(labels, (positives + 1) / (positives + 2), 1 / (len(labels) - positives + 2))
 
 
 def accept_threshold(calibrator: Calibrator, matched_x: np.ndarray, matched_correct: np.ndarray,
