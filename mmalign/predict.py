@@ -109,8 +109,8 @@ def predict(
     """
     if top_k < 1:
         raise MMAlignError(f"--top-k must be at least 1, got {top_k}")
-    folder, workspace, left, right, config = _open(workdir, run)
-    csls_k = _csls(config, csls_k)
+    folder, workspace, left, right, config = open_run(workdir, run)
+    csls_k = csls_setting(config, csls_k)
     queries, candidates = np.arange(len(left)), np.arange(len(right))
     if not include_seeds:
         seeds = _seeds(folder, workspace)
@@ -168,10 +168,10 @@ def evaluate(
     ``csls_k`` None: the run's own setting, so the run's test pairs give the numbers
     training reported.
     """
-    _, workspace, left, right, config = _open(workdir, run)
+    _, workspace, left, right, config = open_run(workdir, run)
     pairs = read_pairs(gold, workspace, skip_unknown=skip_unknown, reporter=reporter)
     candidates = np.arange(len(right)) if all_candidates else gold_targets(pairs)
-    return evaluate_pairs(left, right, pairs, candidates, csls_k=_csls(config, csls_k), reporter=reporter)
+    return evaluate_pairs(left, right, pairs, candidates, csls_k=csls_setting(config, csls_k), reporter=reporter)
 
 
 def run_test_metrics(folder: Path) -> dict[str, Any] | None:
@@ -180,8 +180,12 @@ def run_test_metrics(folder: Path) -> dict[str, Any] | None:
     return read_json(path).get("test") if path.is_file() else None
 
 
-def _open(workdir: Path, run: Path | None) -> tuple[Path, Workspace, torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Run folder, workspace, checked embeddings (KG1, KG2) and the run's config."""
+def open_run(workdir: Path, run: Path | None) -> tuple[Path, Workspace, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Run folder, workspace, checked embeddings (KG1, KG2) and the run's config.
+
+    Every command that reads a run's embeddings (``predict``, ``evaluate``, ``link``) opens it
+    here, so all of them refuse a run that no longer fits its workspace the same way.
+    """
     folder = resolve_run(Path(workdir), run)
     workspace = Workspace.open(workdir)
     config = read_json(folder / "config.json")
@@ -205,7 +209,7 @@ def _open(workdir: Path, run: Path | None) -> tuple[Path, Workspace, torch.Tenso
     return folder, workspace, left.float(), right.float(), config
 
 
-def _csls(config: dict[str, Any], csls_k: int | None) -> int:
+def csls_setting(config: dict[str, Any], csls_k: int | None) -> int:
     """``csls_k``, or the run's CSLS setting when None."""
     if csls_k is None:
         return TrainConfig.load(config).selection.csls if ("config" in config or "options" in config) else DEFAULT_CSLS

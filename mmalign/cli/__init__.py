@@ -4,6 +4,6 @@ Each sub-module registers its commands on the shared Typer ``app``.
 """
 
 from mmalign.cli._app import app
-from mmalign.cli import features, ingest, predict, train  # noqa: F401  (registers commands)
+from mmalign.cli import features, ingest, link, predict, train  # noqa: F401  (registers commands)
 
 __all__ = ["app"]

@@ -1,4 +1,7 @@
-"""``mmalign predict`` and ``mmalign evaluate``: ranked candidates as TSV, metrics as a table."""
+"""``mmalign predict`` and ``mmalign evaluate``: ranked candidates as TSV, metrics as a table.
+
+``evaluate --links FILE`` scores a link file (``mmalign link``'s TSV) instead of the run.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from rich.table import Table
 
 from mmalign.cli._app import WORKDIR_OPTION, app, configure_compute, user_errors
 from mmalign.cli.console import RichReporter, stderr
+from mmalign.errors import MMAlignError
+from mmalign.links import evaluate_links
 from mmalign.predict import Direction, evaluate, predict
 
 RUN_OPTION = typer.Option(None, "--run", help="Run folder, or its name under runs/ (default: runs/latest).")
@@ -64,10 +69,29 @@ def evaluate_command(
     skip_unknown: bool = typer.Option(
         False, "--skip-unknown", help="Skip gold pairs naming entities the workspace lacks (counted), instead of stopping."
     ),
+    links: Optional[Path] = typer.Option(
+        None, "--links", help="Score this link file (mmalign link's TSV) instead of the run: precision, recall, F1, ECE."
+    ),
+    many: bool = typer.Option(False, "--many", help="With --links: a KG1 entity may have several rows."),
     as_json: bool = typer.Option(False, "--json", help="Also print the metrics as JSON on stdout."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors on stderr."),
 ) -> None:
-    """H@1, H@5, H@10, MRR and MR of the run on gold pairs: a table on stderr."""
+    """H@1, H@5, H@10, MRR and MR of the run on gold pairs: a table on stderr.
+
+    With --links FILE: precision, recall and F1 of the link file per band, and its calibration.
+    """
+    if links is not None:
+        if all_candidates or csls is not None or run is not None:
+            raise MMAlignError("--all-candidates, --csls and --run rank a run; with --links the file is scored as it is")
+        scored = evaluate_links(workdir, links, gold, many=many, skip_unknown=skip_unknown, reporter=RichReporter(quiet))
+        if not quiet:
+            stderr.print(link_table(f"{links.name} against {gold.name}", scored))
+            stderr.print(calibration_table(scored))
+        if as_json:
+            write_stdout([json.dumps(scored) + "\n"])
+        return
+    if many:
+        raise MMAlignError("--many applies to --links only")
     configure_compute()
     metrics = evaluate(
         workdir, run, gold, all_candidates=all_candidates, csls_k=csls, skip_unknown=skip_unknown,
@@ -91,6 +115,35 @@ def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
         f"{metrics['count']:,}",
     )
     return table
+
+
+def link_table(title: str, scored: dict[str, Any]) -> Table:
+    """Links, correct, precision, recall and F1 per band group, as in the JSON."""
+    table = Table(title=f"{title}: {scored['entities']:,} KG1 entities, {scored['gold_pairs']:,} gold pairs",
+                  title_justify="left")
+    for column in ("band", "links", "correct", "precision", "recall", "F1"):
+        table.add_column(column, justify="left" if column == "band" else "right")
+    for group in scored["bands"]:
+        table.add_row(group["band"], f"{group['links']:,}", f"{group['correct']:,}",
+                      *(_fraction(group[key]) for key in ("precision", "recall", "f1")))
+    return table
+
+
+def calibration_table(scored: dict[str, Any]) -> Table:
+    """Confidence bins against observed precision, with ECE in the title."""
+    ece = scored["ece"]
+    table = Table(title=f"calibration (ECE {_fraction(ece)})", title_justify="left")
+    for column in ("confidence", "links", "mean confidence", "precision"):
+        table.add_column(column, justify="right")
+    for row in scored["calibration"]:
+        closing = "]" if row["high"] == 1 else ")"
+        table.add_row(f"[{row['low']:.1f}, {row['high']:.1f}{closing}", f"{row['count']:,}",
+                      _fraction(row["confidence"]), _fraction(row["precision"]))
+    return table
+
+
+def _fraction(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
 
 
 def write_stdout(chunks: Iterable[str]) -> None:

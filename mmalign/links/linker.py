@@ -1,0 +1,177 @@
+"""The library behind ``mmalign link``: a decision with a calibrated confidence for every non-seed KG1 entity.
+
+Seeds are the run's train and valid pairs, as for ``predict``. Three searches run with the
+same procedure (:func:`mmalign.links.candidates.decide`), at the run's CSLS setting:
+
+1. *links*: non-seed KG1 entities among non-seed KG2 entities;
+2. *matched* (calibration): the validation KG1 entities join the queries and their targets
+   the candidates, so they are searched as a linked entity is;
+3. *unmatched* (calibration): the same queries without the validation targets among the
+   candidates, so each validation entity stands for an entity with no counterpart.
+
+:mod:`mmalign.links.calibration` fits on 2 and 3 and estimates the unmatched share on 1. The
+fit, the share and the accept threshold are kept in the run's ``links/calibration.json``,
+keyed by the embeddings' hash and the settings that change the features; a later ``link``
+with the same key reads them back instead of fitting again, so its confidences are the same.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmalign import __version__
+from mmalign.atomic import atomic_write_json, file_sha256
+from mmalign.errors import MMAlignError
+from mmalign.links.calibration import Calibrator, accept_threshold, fit
+from mmalign.links.candidates import FEATURES, Decisions, decide
+from mmalign.links.config import ACCEPT_PRECISION, BANDS, Band, LinkConfig
+from mmalign.pairs import read_run_pairs
+from mmalign.predict import csls_setting, open_run
+from mmalign.report import SILENT, Reporter
+from mmalign.run import pairs_file, read_json
+
+CALIBRATION_FORMAT = 1
+
+
+def calibration_file(folder: Path) -> Path:
+    """Where a run keeps its link calibration."""
+    return folder / "links" / "calibration.json"
+
+
+@dataclass
+class Links:
+    """One row per non-seed KG1 entity (ascending ids): its candidate (-1: none), confidence and band."""
+
+    kg1_keys: list[str]
+    kg2_keys: list[str]
+    kg1: np.ndarray
+    kg2: np.ndarray
+    confidence: np.ndarray
+    band: np.ndarray
+    """Indices into :data:`BANDS`."""
+    many: bool
+    onto1: str
+    onto2: str
+    """IRIs of the two KGs (the workspace's ``kg1/`` and ``kg2/`` folders), for the Alignment format."""
+
+    def rows(self, bands: tuple[Band, ...]) -> np.ndarray:
+        """Positions of the rows in ``bands``, in entity order."""
+        return np.nonzero(np.isin(self.band, [BANDS.index(band) for band in bands]))[0]
+
+    def counts(self) -> dict[str, int]:
+        return {band.value: int((self.band == i).sum()) for i, band in enumerate(BANDS)}
+
+
+def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter = SILENT) -> Links:
+    """Decide, for every non-seed KG1 entity of the run, its KG2 match or none, with a confidence."""
+    folder, workspace, left, right, run_config = open_run(Path(workdir), run)
+    valid = read_run_pairs(pairs_file(folder, "valid"), workspace)
+    if valid is None:
+        raise MMAlignError(
+            "this run has no validation pairs (pairs/valid.tsv); link calibrates its confidences on them: "
+            "train a run with --valid FILE or a --valid-fraction above 0", path=folder,
+        )
+    train = read_run_pairs(pairs_file(folder, "train"), workspace)
+    seeds = valid if train is None else np.concatenate([train, valid])
+    queries = np.setdiff1d(np.arange(len(left)), seeds[:, 0])
+    candidates = np.setdiff1d(np.arange(len(right)), seeds[:, 1])
+    csls_k = csls_setting(run_config, None)
+    settings = dict(csls_k=csls_k, top_k=config.top_k, many=config.many, reporter=reporter)
+    reporter.info(
+        f"linking {len(queries):,} non-seed KG1 entities among {len(candidates):,} non-seed KG2 entities "
+        f"(CSLS k={csls_k}, {'several KG1 entities per KG2 entity' if config.many else 'one-to-one'})"
+    )
+    decided = decide(left, right, queries, candidates, **settings)
+
+    key = {"embeddings_sha256": file_sha256(folder / "embeddings.safetensors"), "csls": csls_k,
+           "top_k": None if config.many else config.top_k, "many": config.many, "features": list(FEATURES)}
+    path = calibration_file(folder)
+    saved = read_json(path) if path.is_file() else None
+    if saved is not None and saved.get("format") == CALIBRATION_FORMAT and saved.get("key") == key:
+        reporter.info(
+            f"calibration read back from {path} (fitted earlier on these embeddings and settings): estimated share "
+            f"of non-seed KG1 entities without a counterpart {saved['population']['estimated_unmatched']:.1%}"
+        )
+    else:
+        saved = _calibrate(left, right, valid, queries, candidates, decided, settings, reporter)
+        saved["key"] = key
+    calibrator = Calibrator.from_dict(saved["calibrator"])
+    accept = saved["accept"] if config.accept is None else config.accept
+    review = min(config.review, accept)  # above the accept threshold: no review band
+
+    confidence = np.zeros(len(queries))
+    mask = decided.decided
+    confidence[mask] = calibrator.confidence(decided.features[mask])
+    band = np.full(len(queries), BANDS.index(Band.REJECT), dtype=np.int8)
+    band[mask & (confidence >= review)] = BANDS.index(Band.REVIEW)
+    band[mask & (confidence >= accept)] = BANDS.index(Band.ACCEPT)
+    links = Links(
+        kg1_keys=workspace.kg1.entities, kg2_keys=workspace.kg2.entities, kg1=queries, kg2=decided.targets,
+        confidence=confidence, band=band, many=config.many,
+        onto1=(workspace.path / "kg1").resolve().as_uri(), onto2=(workspace.path / "kg2").resolve().as_uri(),
+    )
+    counts = links.counts()
+    accepted = links.rows((Band.ACCEPT,))
+    expected = f", expected precision {confidence[accepted].mean():.3f}" if len(accepted) else ""
+    reporter.info(
+        f"accept ≥ {accept:.4f}{' (chosen on validation)' if config.accept is None else ''}, review ≥ {review:.4f}: "
+        f"{counts['accept']:,} accepted{expected}, {counts['review']:,} to review, {counts['reject']:,} rejected"
+    )
+    saved["last"] = {"accept": accept, "review": review, "format": config.format.value, "counts": counts,
+                     "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_json(path, saved)
+    return links
+
+
+def _calibrate(left: torch.Tensor, right: torch.Tensor, valid: np.ndarray, queries: np.ndarray, candidates: np.ndarray,
+               decided: Decisions, settings: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Fit on the validation pairs' two worlds; the calibration file's content (without its key)."""
+    valid_queries = np.unique(valid[:, 0])
+    gold = set(map(tuple, valid.tolist()))
+    cal_queries = np.union1d(queries, valid_queries)
+    at = np.searchsorted(cal_queries, valid_queries)
+    matched = decide(left, right, cal_queries, np.union1d(candidates, valid[:, 1]), **settings)
+    unmatched = decide(left, right, cal_queries, candidates, **settings)
+    has = matched.decided[at]
+    matched_x = matched.features[at][has]
+    matched_correct = np.array([(q, t) in gold for q, t in zip(valid_queries[has].tolist(), matched.targets[at][has].tolist())],
+                               dtype=bool)
+    unmatched_x = unmatched.features[at][unmatched.decided[at]]
+    calibrator, steps = fit(matched_x, matched_correct, unmatched_x, decided.features[decided.decided])
+    threshold = accept_threshold(calibrator, matched_x, matched_correct, unmatched_x, ACCEPT_PRECISION)
+    reporter.info(
+        f"calibration on {len(valid_queries):,} validation entities: {int(matched_correct.sum()):,} of "
+        f"{len(matched_x):,} decided right with their targets among the candidates, "
+        f"{len(unmatched_x):,} decided (always wrongly) without them"
+    )
+    reporter.info(
+        f"estimated share of non-seed KG1 entities without a counterpart: {calibrator.unmatched:.1%} "
+        f"(EM on {int(decided.decided.sum()):,} entities, {steps} steps)"
+    )
+    if threshold["precision"] is None:
+        reporter.warn(f"no confidence reaches precision {ACCEPT_PRECISION} on validation: nothing is accepted by default")
+    else:
+        reporter.info(
+            f"accept threshold {threshold['accept']:.4f}: validation precision {threshold['precision']:.3f} "
+            f"(target {ACCEPT_PRECISION}), recall {threshold['recall']:.3f}"
+        )
+    return {
+        "format": CALIBRATION_FORMAT,
+        "mmalign": __version__,
+        "fitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "calibrator": calibrator.to_dict(),
+        "accept": threshold["accept"],
+        "validation": {
+            "entities": len(valid_queries), "matched": len(matched_x), "matched_correct": int(matched_correct.sum()),
+            "unmatched": len(unmatched_x), "accept_target_precision": ACCEPT_PRECISION,
+            "accept_precision": threshold["precision"], "accept_recall": threshold["recall"],
+        },
+        "population": {"entities": len(queries), "decided": int(decided.decided.sum()),
+                       "estimated_unmatched": calibrator.unmatched, "em_steps": steps},
+    }
