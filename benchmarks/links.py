@@ -28,18 +28,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import unicodedata
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_dbp15k import child  # noqa: E402  (the benchmarks' one child runner)
 from mmalign.links.linker import calibration_file  # noqa: E402  (the checkout's, not an installed copy)
 from mmalign.links.linkfile import read_links  # noqa: E402
 from mmalign.links.metrics import link_metrics  # noqa: E402
@@ -48,7 +47,6 @@ from mmalign.pairs import read_pairs, read_run_pairs  # noqa: E402
 from mmalign.run import pairs_file, resolve_run  # noqa: E402
 from mmalign.workspace import Workspace  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_link(work: Path, run: str | None, out: Path) -> tuple[float, float]:
@@ -56,13 +54,7 @@ def run_link(work: Path, run: str | None, out: Path) -> tuple[float, float]:
     command = [sys.executable, "-m", "mmalign", "link", "-w", str(work), "--all", "-q", "-o", str(out)]
     if run:
         command += ["--run", run]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(command)}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return child(command)
 
 
 def fmt(value: float | None) -> str:
