@@ -22,9 +22,8 @@ from mmalign.links.linker import calibration_file
 from mmalign.pairs import write_pairs
 from mmalign.report import RecordingReporter
 from mmalign.run import atomic_save_tensors, new_run, pairs_file
-from mmalign.training import TrainConfig, train
-from synthetic import make_pair
-from test_predict import kg_folder
+from mmalign.training import TrainConfig
+from test_predict import kg_folder, tiny_trained_run
 
 N, MATCHED = 120, 90
 TRAIN, VALID = range(0, 20), range(20, 50)
@@ -191,12 +190,7 @@ def test_library_refuses_a_bad_config() -> None:
 
 
 def test_link_on_a_tiny_trained_run(tmp_path: Path) -> None:
-    pair = make_pair(tmp_path / "data")
-    work = tmp_path / "work"
-    ingest([pair.kg1, pair.kg2], work)
-    options = TrainConfig.build(dict(dim=16, modal_dim=16, rank=2, epochs=2, eval_every=2, min_epochs=0, iterative=False,
-                                     lr=0.01, valid_fraction=0.3, precision="fp32", members=1))
-    train(work, pair.seeds, options, test=pair.test)
+    pair, work, _ = tiny_trained_run(tmp_path, valid_fraction=0.3)
     result = invoke("link", "-w", work, "--all", "-q")
     assert result.exit_code == 0, result.output
     rows = table(result.stdout)

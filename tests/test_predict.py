@@ -172,14 +172,19 @@ def test_cli_evaluate_json_and_unknown_entities(workdir: Path, tmp_path: Path) -
     assert np.isclose(metrics["mrr"], 1.0)
 
 
-def test_predict_on_a_trained_run_leaves_out_its_seeds(tmp_path: Path) -> None:
-    """A real (short) run: predict reads the pair files training wrote and its test metrics."""
+def tiny_trained_run(tmp_path: Path, valid_fraction: float):
+    """A synthetic pair ingested into ``tmp_path/work`` and a 2-epoch run on it: (pair, work, result)."""
     pair = make_pair(tmp_path / "data")
     work = tmp_path / "work"
     ingest([pair.kg1, pair.kg2], work)
     options = TrainConfig.build(dict(dim=16, modal_dim=16, rank=2, epochs=2, eval_every=2, min_epochs=0, iterative=False,
-                                     lr=0.01, valid_fraction=0.2, precision="fp32", members=1))
-    result = train(work, pair.seeds, options, test=pair.test)
+                                     lr=0.01, valid_fraction=valid_fraction, precision="fp32", members=1))
+    return pair, work, train(work, pair.seeds, options, test=pair.test)
+
+
+def test_predict_on_a_trained_run_leaves_out_its_seeds(tmp_path: Path) -> None:
+    """A real (short) run: predict reads the pair files training wrote and its test metrics."""
+    pair, work, result = tiny_trained_run(tmp_path, valid_fraction=0.2)
     assert evaluate(work, None, pair.test) == result.test  # the run's own test protocol and CSLS
     predicted = predict(work, top_k=1)
     assert predicted.test_metrics == result.test
