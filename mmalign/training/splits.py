@@ -23,6 +23,8 @@ from mmalign.training.bootstrap import Bootstrap
 from mmalign.workspace import Workspace
 
 SPLITS = ("train", "valid", "test")
+BOOTSTRAPPED = "bootstrapped"
+"""The run's pair file of the pairs bootstrapped from names (:mod:`mmalign.training.bootstrap`)."""
 
 
 @dataclass
@@ -37,6 +39,9 @@ class Splits:
     valid: np.ndarray
     test: np.ndarray | None
     origin: dict[str, Any] = field(default_factory=lambda: {"source": "file"})
+    bootstrapped: np.ndarray | None = None
+    """The training and validation pairs that came from names (``pairs/bootstrapped.tsv``):
+    evidence, not given truth, so ``predict`` and ``link`` still decide their entities."""
 
 
 def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None, valid_fraction: float, test: Path | None,
@@ -71,11 +76,13 @@ def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None,
     if test_pairs is not None and seeds is not None:
         _check_disjoint(np.concatenate([train_pairs, valid_pairs]), test_pairs, "seeds", "test", test)
     origin: dict[str, Any] = {"source": "file"}
+    from_names = None  # the training and validation pairs bootstrapped from names
     if bootstrap is not None:
         origin = dict(bootstrap.info)
+        from_names = np.concatenate([train_pairs, valid_pairs])
         if seeds is not None:
-            held = np.concatenate([train_pairs, valid_pairs])
-            extra = bootstrap.pairs[~np.isin(bootstrap.pairs[:, 0], held[:, 0]) & ~np.isin(bootstrap.pairs[:, 1], held[:, 1])]
+            held = from_names
+            from_names = extra = bootstrap.pairs[~np.isin(bootstrap.pairs[:, 0], held[:, 0]) & ~np.isin(bootstrap.pairs[:, 1], held[:, 1])]
             train_pairs = np.concatenate([train_pairs, extra])
             origin.update(source="file+names", added=int(len(extra)))
             reporter.info(f"--seeds-extend: {len(extra):,} bootstrapped pairs added to the {len(held):,} seed and validation pairs")
@@ -85,7 +92,8 @@ def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None,
             if shared:
                 reporter.info(f"{shared:,} test pairs' KG1 entities are among the bootstrapped pairs (found without labels)")
     shift = np.array([0, offset])
-    return Splits(train_pairs + shift, valid_pairs + shift, None if test_pairs is None else test_pairs + shift, origin)
+    return Splits(train_pairs + shift, valid_pairs + shift, None if test_pairs is None else test_pairs + shift, origin,
+                  None if from_names is None else from_names + shift)
 
 
 def _check_disjoint(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, path: Path) -> None:
@@ -98,7 +106,7 @@ def _check_disjoint(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, path
 
 def write_split_files(run_dir: Path, workspace: Workspace, splits: Splits) -> None:
     offset = np.array([0, len(workspace.kg1.entities)])
-    for name in SPLITS:
+    for name in (*SPLITS, BOOTSTRAPPED):
         pairs = getattr(splits, name)
         if pairs is not None:
             write_pairs(pairs_file(run_dir, name), pairs - offset, workspace)
@@ -106,10 +114,24 @@ def write_split_files(run_dir: Path, workspace: Workspace, splits: Splits) -> No
 
 def read_split_files(run_dir: Path, workspace: Workspace, origin: dict[str, Any] | None = None) -> Splits:
     offset = np.array([0, len(workspace.kg1.entities)])
-    train, valid, test = (read_run_pairs(pairs_file(run_dir, name), workspace) for name in SPLITS)
+    train, valid, test, bootstrapped = (read_run_pairs(pairs_file(run_dir, name), workspace) for name in (*SPLITS, BOOTSTRAPPED))
     if train is None or valid is None:
         raise MMAlignError("the run folder lacks its pairs/train.tsv or pairs/valid.tsv; start a new run", path=run_dir)
-    return Splits(train + offset, valid + offset, None if test is None else test + offset, origin or {"source": "file"})
+    return Splits(train + offset, valid + offset, None if test is None else test + offset, origin or {"source": "file"},
+                  None if bootstrapped is None else bootstrapped + offset)
+
+
+def given_seeds(run_dir: Path, workspace: Workspace) -> np.ndarray:
+    """(S, 2) local ids of the seed pairs a run was given: train plus valid, less those bootstrapped from names.
+
+    Their entities are settled; ``predict`` and ``link`` decide every other entity.
+    """
+    found = [read_run_pairs(pairs_file(run_dir, name), workspace) for name in (*SPLITS[:2], BOOTSTRAPPED)]
+    pairs = np.concatenate([np.zeros((0, 2), dtype=np.int64)] + [p for p in found[:2] if p is not None])
+    if found[2] is None or not len(pairs):
+        return pairs
+    width = len(workspace.kg2.entities)
+    return pairs[~np.isin(pairs[:, 0] * width + pairs[:, 1], found[2][:, 0] * width + found[2][:, 1])]
 
 
 def validation_metrics(embeddings: torch.Tensor, splits: Splits, n1: int, csls_k: int) -> Metrics:

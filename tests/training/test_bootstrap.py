@@ -13,8 +13,10 @@ from mmalign.cli import app
 from mmalign.errors import MMAlignError
 from mmalign.features.config import FeatureConfig
 from mmalign.ingest import ingest
+from mmalign.predict import predict
 from mmalign.training import TrainConfig, train
 from mmalign.training.bootstrap import BootstrapConfig, bootstrap_seeds, choose_margin
+from mmalign.training.splits import given_seeds
 from mmalign.workspace import Workspace
 from synthetic import SyntheticPair, make_pair
 
@@ -115,6 +117,9 @@ def test_train_without_seeds_bootstraps_them_and_records_it(tmp_path: Path) -> N
     assert len(written) == summary["seeds"]["pairs"]
     # Test pairs may share entities with bootstrapped seeds: counted, not refused.
     assert summary["seeds"]["test_entities_bootstrapped"] > 0
+    # Bootstrapped pairs are evidence, not given truth: predict still ranks for every KG1 entity.
+    assert len((run / "pairs" / "bootstrapped.tsv").read_text().splitlines()) == 1 + summary["seeds"]["pairs"]
+    assert len(predict(work, top_k=1).query_ids) == len(Workspace.open(work).kg1.entities)
 
 
 def test_seeds_auto_with_names_off_is_a_clear_error(tmp_path: Path) -> None:
@@ -136,3 +141,5 @@ def test_seeds_extend_adds_pairs_that_touch_no_seed(tmp_path: Path) -> None:
     assert len(train_lines) + len((result.run_dir / "pairs" / "valid.tsv").read_text().splitlines()[1:]) == seed_count + origin["added"]
     firsts = [line.split("\t")[0] for line in train_lines]
     assert len(firsts) == len(set(firsts))  # no KG1 entity twice
+    # The seed file's pairs stay settled; the added ones are decided again by predict.
+    assert len(given_seeds(result.run_dir, Workspace.open(work))) == seed_count
