@@ -72,6 +72,8 @@ NAMESPACES = (
 LABEL = "http://www.w3.org/2000/01/rdf-schema#label"
 XSD_INTEGER = "http://www.w3.org/2001/XMLSchema#integer"
 ATTRIBUTE_TYPES = 50
+VALUES = 10**6
+"""Attribute values are integers below this."""
 NAME_TOKENS = (0.2, 0.45, 0.25, 0.1)
 """Share of hidden names with 1, 2, 3 and 4 tokens."""
 BLOCK = 1 << 18
@@ -197,9 +199,14 @@ def generate(config: SyntheticConfig) -> Pair:
 
 
 def _draw(rng: np.random.Generator, weights: np.ndarray, count: int) -> np.ndarray:
-    """``count`` indices drawn with probability proportional to ``weights``."""
-    cumulative = np.cumsum(weights)
-    return np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right").clip(0, len(weights) - 1)
+    """``count`` indices drawn with probability proportional to ``weights``, in random order.
+
+    Counts per index from one multinomial draw, then shuffled: the same law as ``count``
+    independent draws, several times faster than looking up ``count`` random numbers.
+    """
+    drawn = np.repeat(np.arange(len(weights)), rng.multinomial(count, weights / weights.sum()))
+    rng.shuffle(drawn)
+    return drawn
 
 
 def _project(
@@ -225,7 +232,7 @@ def _project(
     names[targets] = rng.permutation(len(targets))  # this KG's numbering of its relation types
     r = names[into[r]]
 
-    triples = _distinct(np.column_stack([h, r, t]), h != t, n, len(targets))
+    triples = _distinct(np.column_stack([h, r, t])[h != t], (n, len(targets), n))
     linked = np.zeros(n, dtype=bool)
     linked[triples[:, 0]] = linked[triples[:, 2]] = True
     alone = np.flatnonzero(~linked)
@@ -233,21 +240,28 @@ def _project(
         partner = (alone + rng.integers(1, n, len(alone))) % n
         like = triples[rng.integers(0, len(triples), len(alone)), 1] if len(triples) else np.zeros(len(alone), np.int64)
         extra = np.column_stack([alone, like, partner])
-        triples = _distinct(np.r_[triples, extra], np.ones(len(triples) + len(alone), bool), n, len(targets))
-    used = np.unique(triples[:, 1])
+        triples = _distinct(np.r_[triples, extra], (n, len(targets), n))
+    used = np.flatnonzero(np.bincount(triples[:, 1], minlength=len(targets)))
     renumber = np.full(len(targets), -1, dtype=np.int64)
     renumber[used] = np.arange(len(used))  # merged-away or unused types leave no gap
     triples[:, 1] = renumber[triples[:, 1]]
     return KG(hidden_of, triples, len(used))
 
 
-def _distinct(rows: np.ndarray, keep: np.ndarray, n: int, relations: int) -> np.ndarray:
-    """The rows where ``keep``, de-duplicated and sorted by (head, relation, tail)."""
-    rows = rows[keep]
-    keys = np.unique((rows[:, 0] * relations + rows[:, 1]) * n + rows[:, 2])
-    out = np.empty((len(keys), 3), dtype=np.int64)
-    out[:, 0], rest = np.divmod(keys, relations * n)
-    out[:, 1], out[:, 2] = np.divmod(rest, n)
+def _distinct(rows: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
+    """Distinct ``rows`` in sorted order; column j holds values ``0 .. sizes[j] - 1``.
+
+    Each row is packed into one int64 and sorted: many times faster than ``np.unique``'s
+    hash-based path (or ``axis=0``) at 10^7 rows.
+    """
+    keys = np.zeros(len(rows), dtype=np.int64)
+    for j, size in enumerate(sizes):
+        keys = keys * size + rows[:, j]
+    keys.sort()
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+    out = np.empty((len(keys), len(sizes)), dtype=np.int64)
+    for j in range(len(sizes) - 1, -1, -1):
+        keys, out[:, j] = np.divmod(keys, sizes[j])
     return out
 
 
@@ -294,7 +308,7 @@ def _add_attributes(rng: np.random.Generator, config: SyntheticConfig, kgs: list
     count = round(config.attributes * hidden)
     entity = rng.integers(0, hidden, count)
     kind = _draw(rng, np.arange(1, ATTRIBUTE_TYPES + 1, dtype=np.float64) ** -1.0, count)
-    value = rng.integers(1, 10**6, count)
+    value = rng.integers(1, VALUES, count)
     for index, kg in enumerate(kgs):
         local = np.full(hidden, -1, dtype=np.int64)
         local[kg.hidden] = np.arange(len(kg.hidden))
@@ -302,7 +316,7 @@ def _add_attributes(rng: np.random.Generator, config: SyntheticConfig, kgs: list
         kept = (e >= 0) & (rng.random(count) < config.keep)
         v = value[kept] + (index * (rng.random(int(kept.sum())) < config.corrupt))
         rows = np.column_stack([e[kept], kind[kept], v])
-        kg.attributes = np.unique(rows, axis=0)
+        kg.attributes = _distinct(rows, (len(kg.hidden), ATTRIBUTE_TYPES, VALUES + 1))
 
 
 # ---- writing ------------------------------------------------------------------------------
