@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from ingest import run  # noqa: E402  (benchmarks/ingest.py: the same child runner, wall s and peak RSS)
 
-from mmalign.hardware import machine_line  # noqa: E402
+from mmalign.machine import machine_line  # noqa: E402
 
 GOALS = {"plain": (120.0, 4096.0), "gzip": (180.0, 4096.0)}
 """Seconds and peak RSS (MB) the issue asks for at 10^7 triples on the 2-core machine."""
