@@ -124,7 +124,7 @@ def test_sbert_builder_encodes_in_memory_then_reads_the_extracted_cache(
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded although the names are at hand")
 
-    monkeypatch.setattr(nm, "load_sentence_encoder", refuse)
+    monkeypatch.setattr(nm, "dense_encode", refuse)
     member = nm.build(_context(workspace, names="recorded+iri", name_encoder="sbert"))[0]
     assert member.info["cache"] == "memory" and torch.equal(member.matrix, features.matrix)  # the next ensemble member
 
