@@ -105,17 +105,12 @@ def run_encode(args: argparse.Namespace) -> None:
 
 
 def rows_of(matrix, rows: np.ndarray):
-    """Rows of a dense or sparse CSR matrix (torch cannot index_select CSR rows)."""
+    """Rows of a dense or sparse CSR matrix."""
     import torch
 
-    if matrix.layout != torch.sparse_csr:
-        return matrix[torch.from_numpy(rows)]
-    crow, col, values = matrix.crow_indices().numpy(), matrix.col_indices(), matrix.values()
-    lengths = crow[rows + 1] - crow[rows]
-    new_crow = np.concatenate([[0], np.cumsum(lengths)])
-    take = np.repeat(crow[rows] - new_crow[:-1], lengths) + np.arange(new_crow[-1])
-    index = torch.from_numpy(take)
-    return torch.sparse_csr_tensor(torch.from_numpy(new_crow), col[index], values[index], (len(rows), matrix.shape[1]), check_invariants=False)
+    from mmalign.sparse import csr_rows
+
+    return csr_rows(matrix, torch.from_numpy(rows))
 
 
 def raw_name_h1(work: Path, test: Path, encoder: str, names: str) -> float:

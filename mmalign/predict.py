@@ -27,6 +27,7 @@ from mmalign.pairs import read_pairs, read_run_pairs
 from mmalign.report import SILENT, Reporter
 from mmalign.run import load_embeddings, pairs_file, read_json, resolve_run
 from mmalign.training.config import TrainConfig
+from mmalign.training.splits import given_seeds
 from mmalign.workspace import Workspace
 
 DEFAULT_CSLS = 3
@@ -113,7 +114,7 @@ def predict(
     csls_k = csls_setting(config, csls_k)
     queries, candidates = np.arange(len(left)), np.arange(len(right))
     if not include_seeds:
-        seeds = _seeds(folder, workspace)
+        seeds = given_seeds(folder, workspace)
         queries, candidates = np.setdiff1d(queries, seeds[:, 0]), np.setdiff1d(candidates, seeds[:, 1])
     query_emb, cand_emb, query_kg, cand_kg = left, right, workspace.kg1, workspace.kg2
     if direction is Direction.KG2_TO_KG1:
@@ -216,9 +217,3 @@ def csls_setting(config: dict[str, Any], csls_k: int | None) -> int:
     if csls_k < 0:
         raise MMAlignError(f"--csls must be 0 (cosine) or positive, got {csls_k}")
     return csls_k
-
-
-def _seeds(folder: Path, workspace: Workspace) -> np.ndarray:
-    """(S, 2) local ids of the run's seed pairs: train plus valid."""
-    found = [read_run_pairs(pairs_file(folder, name), workspace) for name in ("train", "valid")]
-    return np.concatenate([np.zeros((0, 2), dtype=np.int64)] + [pairs for pairs in found if pairs is not None])

@@ -127,3 +127,17 @@ def segment_softmax(scores: torch.Tensor, segments: torch.Tensor, n_segments: in
     # index_select, not total[segments]: the indexing's backward (an accumulating index_put)
     # sums in a thread-dependent order on the CPU, which broke run-to-run determinism.
     return exp / total.index_select(0, segments)
+
+
+def csr_rows(matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows ``rows`` of a dense or sparse CSR matrix, in that order (torch cannot index CSR rows)."""
+    if matrix.layout != torch.sparse_csr:
+        return matrix[rows]
+    crow = matrix.crow_indices()
+    starts = crow[rows]
+    lengths = crow[rows + 1] - starts
+    new_crow = torch.zeros(len(rows) + 1, dtype=torch.int64)
+    torch.cumsum(lengths, 0, out=new_crow[1:])
+    take = torch.repeat_interleave(starts - new_crow[:-1], lengths) + torch.arange(int(new_crow[-1]))
+    return torch.sparse_csr_tensor(new_crow, matrix.col_indices()[take], matrix.values()[take],
+                                   (len(rows), matrix.shape[1]), check_invariants=False)

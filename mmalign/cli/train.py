@@ -58,7 +58,8 @@ def _set_pairs(values: list[str]) -> dict[str, str]:
 @app.command("train")
 @user_errors
 def train_command(
-    seeds: Optional[Path] = typer.Option(None, "--seeds", help="Seed pairs: kg1_entity<TAB>kg2_entity."),
+    seeds: Optional[Path] = typer.Option(None, "--seeds", help="Seed pairs: kg1_entity<TAB>kg2_entity; `auto` (or no --seeds): bootstrapped from names."),
+    seeds_extend: Optional[bool] = typer.Option(None, "--seeds-extend/--no-seeds-extend", help="Add pairs bootstrapped from names to the --seeds file's." + default("seeds_extend")),
     valid: Optional[Path] = typer.Option(None, "--valid", help="Validation pairs (default: --valid-fraction of the seeds)."),
     valid_fraction: Optional[float] = typer.Option(None, "--valid-fraction", help="Share of the seeds held out for model selection." + default("valid_fraction")),
     test: Optional[Path] = typer.Option(None, "--test", help="Test pairs: reported for the selected model, never used to select it."),
@@ -85,7 +86,7 @@ def train_command(
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate." + default("lr"), rich_help_panel=SCHEDULE),
     loss: Optional[Loss] = typer.Option(None, "--loss", help="nhs (Dual-AMN's normalised hard samples), infonce (the paper), infonce_sym or icl." + default("loss"), rich_help_panel=SCHEDULE),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pairs per loss chunk (in-batch negatives)." + default("batch_size"), rich_help_panel=SCHEDULE),
-    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Pairs in an epoch's loss: every seed plus sampled pseudo pairs, at least as many as seeds (0: all)." + default("max_pairs"), rich_help_panel=SCHEDULE),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Pairs in an epoch's loss: the seeds (sampled down to this many) plus sampled pseudo pairs, at least as many as seeds (0: all)." + default("max_pairs"), rich_help_panel=SCHEDULE),
     pseudo_per_seed: Optional[float] = typer.Option(None, "--pseudo-per-seed", help="Pseudo pairs sampled into an epoch's loss per seed pair (0: all)." + default("pseudo_per_seed"), rich_help_panel=SCHEDULE),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout on the embeddings entering the loss." + default("dropout"), rich_help_panel=SCHEDULE),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Epochs between validations." + default("eval_every"), rich_help_panel=SCHEDULE),
@@ -110,14 +111,14 @@ def train_command(
     graph_layer: Optional[GraphLayer] = typer.Option(None, "--graph-layer", help="rrea or gat." + default("graph_layer"), rich_help_panel=ABLATIONS),
     paradigm: Optional[Paradigm] = typer.Option(None, "--paradigm", help="login, gam (graph as modality) or gum (graph upon modality)." + default("paradigm"), rich_help_panel=ABLATIONS),
 ) -> None:
-    """Train LoginMEA from seed pairs; the run goes to WORKDIR/runs/<timestamp> (runs/latest)."""
+    """Train LoginMEA from seed pairs (a file, or bootstrapped from names); the run goes to WORKDIR/runs/<timestamp> (runs/latest)."""
     configure_compute()
     reporter = RichReporter(quiet)
     if resume_run:
         stderr.print(result_table(resume(workdir, resolve_run(workdir, run), reporter=reporter)))
         return
-    if seeds is None:
-        raise MMAlignError("--seeds FILE is required (or --resume to continue a run)")
+    if seeds is not None and str(seeds) == "auto":
+        seeds = None
     flags: dict[str, Any] = {
         "valid_fraction": valid_fraction, "epochs": epochs, "seed": seed, "members": members, "names": names,
         "variant": variant, "dim": dim, "modal_dim": modal_dim, "rank": rank, "attention": attention, "direct_weight": direct_weight,
@@ -125,7 +126,7 @@ def train_command(
         "dropout": dropout, "eval_every": eval_every, "patience": patience, "precision": precision,
         "iterative": iterative, "pool": pseudo_pool, "score": pseudo_score, "refresh": pseudo_refresh,
         "relation_direction": relation_direction, "name_encoder": name_encoder, "missing_image": missing_image,
-        "names_file": str(names_file) if names_file else None,
+        "names_file": str(names_file) if names_file else None, "seeds_extend": seeds_extend,
         "modalities": [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None,
         "fusion": fusion, "adaptive_weights": adaptive_weights, "modality_score": modality_score,
         "graph_layer": graph_layer, "paradigm": paradigm,

@@ -32,7 +32,7 @@ from mmalign.links.calibration import Calibrator, accept_threshold, fit
 from mmalign.links.candidates import FEATURES, Decisions, decide
 from mmalign.links.config import ACCEPT_PRECISION, BANDS, Band, LinkConfig
 from mmalign.pairs import read_run_pairs
-from mmalign.predict import csls_setting, open_run
+from mmalign.predict import csls_setting, given_seeds, open_run
 from mmalign.report import SILENT, Reporter
 from mmalign.run import pairs_file, read_json
 
@@ -77,14 +77,14 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
             "this run has no validation pairs (pairs/valid.tsv); link calibrates its confidences on them: "
             "train a run with --valid FILE or a --valid-fraction above 0", path=folder,
         )
-    train = read_run_pairs(pairs_file(folder, "train"), workspace)
-    seeds = valid if train is None else np.concatenate([train, valid])
+    seeds = given_seeds(folder, workspace)
     queries = np.setdiff1d(np.arange(len(left)), seeds[:, 0])
     candidates = np.setdiff1d(np.arange(len(right)), seeds[:, 1])
     csls_k = csls_setting(run_config, None)
     settings = dict(csls_k=csls_k, top_k=config.top_k, many=config.many, reporter=reporter)
     reporter.info(
         f"linking {len(queries):,} non-seed KG1 entities among {len(candidates):,} non-seed KG2 entities "
+        f"{'(seeds bootstrapped from names are linked too) ' if run_config.get('seeds') == 'auto' else ''}"
         f"(CSLS k={csls_k}, {'several KG1 entities per KG2 entity' if config.many else 'one-to-one'})"
     )
     decided = decide(left, right, queries, candidates, **settings)
@@ -137,7 +137,8 @@ def _calibrate(left: torch.Tensor, right: torch.Tensor, valid: np.ndarray, queri
     cal_queries = np.union1d(queries, valid_queries)
     at = np.searchsorted(cal_queries, valid_queries)
     matched = decide(left, right, cal_queries, np.union1d(candidates, valid[:, 1]), **settings)
-    unmatched = decide(left, right, cal_queries, candidates, **settings)
+    # Without the validation targets (still candidates when the seeds were bootstrapped and are linked too).
+    unmatched = decide(left, right, cal_queries, np.setdiff1d(candidates, valid[:, 1]), **settings)
     has = matched.decided[at]
     matched_x = matched.features[at][has]
     matched_correct = np.array([(q, t) in gold for q, t in zip(valid_queries[has].tolist(), matched.targets[at][has].tolist())],

@@ -201,6 +201,7 @@ def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path,
         "modalities": modalities,
         "skipped_modalities": skipped,
         "precision": precision.as_dict(),
+        "seeds": splits.origin,
         "seconds": round(result.seconds, 2),
         "seconds_per_epoch": round(result.seconds_per_epoch, 4),
     })

@@ -59,19 +59,23 @@ class Trainer:
         return sum(self._update(chunks[i : i + per_step]) for i in range(0, n_chunks, per_step))
 
     def _epoch_pairs(self) -> np.ndarray:
-        """Every seed and a fresh sample of the pseudo pairs, shuffled."""
+        """The seeds (a fresh sample of ``max_pairs`` of them when there are more) and a fresh sample of the pseudo pairs, shuffled."""
         schedule = self.config.schedule
-        pseudo = self.pseudo.pairs
-        room, seeds = len(pseudo), len(self.splits.train)
+        pseudo, seeds = self.pseudo.pairs, self.splits.train
+        if schedule.max_pairs and len(seeds) > schedule.max_pairs:
+            # Many seeds (bootstrapped from names, or a big seed file) would make every epoch
+            # grow with them; a fresh sample each epoch still shows every seed over a few epochs.
+            seeds = seeds[np.sort(self.generator.choice(len(seeds), size=schedule.max_pairs, replace=False))]
+        room = len(pseudo)
         if schedule.max_pairs:
-            room = min(room, max(schedule.max_pairs - seeds, seeds))
+            room = min(room, max(schedule.max_pairs - len(seeds), len(seeds)))
         if schedule.pseudo_per_seed:
-            room = min(room, int(schedule.pseudo_per_seed * seeds))
+            room = min(room, int(schedule.pseudo_per_seed * len(seeds)))
         if room < len(pseudo):
-            # The loss costs O(pairs × batch × width): past the cap, every seed pair and a fresh
+            # The loss costs O(pairs × batch × width): past the cap, the seeds and a fresh
             # random sample of the pseudo pairs each epoch keeps an epoch's cost flat.
             pseudo = pseudo[self.generator.choice(len(pseudo), size=room, replace=False)]
-        pairs = np.concatenate([self.splits.train, pseudo])
+        pairs = np.concatenate([seeds, pseudo])
         return pairs[self.generator.permutation(len(pairs))]
 
     def _update(self, chunks: list[np.ndarray]) -> float:

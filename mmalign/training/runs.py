@@ -21,6 +21,7 @@ from mmalign.errors import MMAlignError
 from mmalign.hardware import PrecisionChoice, choose_precision
 from mmalign.report import SILENT, Reporter
 from mmalign.run import new_run, read_json
+from mmalign.training.bootstrap import bootstrap_seeds
 from mmalign.training.config import TrainConfig
 from mmalign.training.ensemble import TrainResult, train_members
 from mmalign.training.inputs import build_inputs
@@ -39,13 +40,20 @@ def run_device(config: TrainConfig) -> torch.device:
     return resolve_device(None if device == "cpu" else int(device.split(":")[1]))
 
 
-def train(workdir: Path, seeds: Path, config: TrainConfig, *, valid: Path | None = None, test: Path | None = None,
+def train(workdir: Path, seeds: Path | None, config: TrainConfig, *, valid: Path | None = None, test: Path | None = None,
           skip_unknown: bool = False, reporter: Reporter = SILENT) -> TrainResult:
-    """Train a new run in ``workdir/runs/<timestamp>`` and return its metrics."""
+    """Train a new run in ``workdir/runs/<timestamp>`` and return its metrics.
+
+    ``seeds`` None bootstraps the seed pairs from names (:mod:`mmalign.training.bootstrap`);
+    with ``bootstrap.seeds_extend`` the bootstrapped pairs extend the seed file's.
+    """
     workspace = Workspace.open(workdir)
     config = config.resolved()
+    bootstrap = None
+    if seeds is None or config.bootstrap.seeds_extend:
+        bootstrap = bootstrap_seeds(workspace, config.features, config.bootstrap, config.selection.csls, reporter)
     splits = make_splits(workspace, seeds, valid=valid, valid_fraction=config.selection.valid_fraction, test=test,
-                         seed=config.seed, skip_unknown=skip_unknown, reporter=reporter)
+                         seed=config.seed, skip_unknown=skip_unknown, reporter=reporter, bootstrap=bootstrap)
     if config.pseudo.pool is PseudoPool.TEST and splits.test is None:
         raise MMAlignError("--pseudo-pool test needs --test")
     device = run_device(config)
@@ -55,7 +63,7 @@ def train(workdir: Path, seeds: Path, config: TrainConfig, *, valid: Path | None
     config = config.override({"precision": precision.chosen})
     run_dir = new_run(Path(workdir))
     reporter.info(f"run folder: {run_dir}")
-    atomic_write_json(run_dir / CONFIG, _config_record(workspace, config, precision, seeds, valid, test))
+    atomic_write_json(run_dir / CONFIG, _config_record(workspace, config, precision, seeds, valid, test, splits.origin))
     write_split_files(run_dir, workspace, splits)
     return _train(workspace, splits, config, run_dir, precision, device, reporter, resuming=False)
 
@@ -70,7 +78,7 @@ def resume(workdir: Path, run_dir: Path, *, reporter: Reporter = SILENT) -> Trai
     device = run_device(config)
     precision = PrecisionChoice(**saved["precision"]) if "precision" in saved else choose_precision(config.compute.precision.value, device)
     legacy_single = "config" not in saved and config.members == 1
-    return _train(workspace, read_split_files(run_dir, workspace), config, run_dir, precision, device, reporter,
+    return _train(workspace, read_split_files(run_dir, workspace, saved.get("seeds_origin")), config, run_dir, precision, device, reporter,
                   resuming=True, legacy_single=legacy_single)
 
 
@@ -80,13 +88,14 @@ def _train(workspace: Workspace, splits: Splits, config: TrainConfig, run_dir: P
     return train_members(inputs, splits, config, run_dir, precision, device, reporter, resuming=resuming, legacy_single=legacy_single)
 
 
-def _config_record(workspace: Workspace, config: TrainConfig, precision: PrecisionChoice, seeds: Path, valid: Path | None,
-                   test: Path | None) -> dict[str, Any]:
+def _config_record(workspace: Workspace, config: TrainConfig, precision: PrecisionChoice, seeds: Path | None,
+                   valid: Path | None, test: Path | None, origin: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": CONFIG_FORMAT,
         "config": config.to_dict(),
         "precision": precision.as_dict(),
-        "seeds": str(Path(seeds).resolve()),
+        "seeds": str(Path(seeds).resolve()) if seeds else "auto",
+        "seeds_origin": origin,
         "valid": str(Path(valid).resolve()) if valid else None,
         "test": str(Path(test).resolve()) if test else None,
         "workspace": str(workspace.path.resolve()),

@@ -7,8 +7,9 @@ a resumed run, ``predict`` and ``evaluate`` see exactly the pairs the run used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,40 +19,81 @@ from mmalign.evaluation import Metrics, evaluate_pairs, gold_targets, non_seed_t
 from mmalign.pairs import read_pairs, read_run_pairs, write_pairs
 from mmalign.report import Reporter
 from mmalign.run import pairs_file
+from mmalign.training.bootstrap import Bootstrap
 from mmalign.workspace import Workspace
 
 SPLITS = ("train", "valid", "test")
+BOOTSTRAPPED = "bootstrapped"
+"""The run's pair file of the pairs bootstrapped from names (:mod:`mmalign.training.bootstrap`)."""
 
 
 @dataclass
 class Splits:
-    """Pairs in the global id space: the training seeds, the validation pairs, the test pairs (or None)."""
+    """Pairs in the global id space: the training seeds, the validation pairs, the test pairs (or None).
+
+    ``origin`` says where the training and validation pairs came from (``{"source": "file"}``,
+    or the bootstrap's record, :mod:`mmalign.training.bootstrap`); the run's summary keeps it.
+    """
 
     train: np.ndarray
     valid: np.ndarray
     test: np.ndarray | None
+    origin: dict[str, Any] = field(default_factory=lambda: {"source": "file"})
+    bootstrapped: np.ndarray | None = None
+    """The training and validation pairs that came from names (``pairs/bootstrapped.tsv``):
+    evidence, not given truth, so ``predict`` and ``link`` still decide their entities."""
 
 
-def make_splits(workspace: Workspace, seeds: Path, *, valid: Path | None, valid_fraction: float, test: Path | None,
-                seed: int, skip_unknown: bool, reporter: Reporter) -> Splits:
-    """Read the pair files and draw the validation split from the seeds when none is given."""
+def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None, valid_fraction: float, test: Path | None,
+                seed: int, skip_unknown: bool, reporter: Reporter, bootstrap: Bootstrap | None = None) -> Splits:
+    """Read the pair files and draw the validation split from the seeds when none is given.
+
+    Without ``seeds`` the bootstrapped pairs are the seeds; with both, the bootstrapped pairs
+    whose entities no seed or validation pair holds join the training pairs. Bootstrapped
+    pairs may share entities with the test pairs: they were found without labels.
+    """
     offset = len(workspace.kg1.entities)
-    seed_pairs = read_pairs(seeds, workspace, skip_unknown=skip_unknown, reporter=reporter)
+    source = seeds if seeds is not None else workspace.path
+    if seeds is not None:
+        seed_pairs = read_pairs(seeds, workspace, skip_unknown=skip_unknown, reporter=reporter)
+    elif bootstrap is not None:
+        seed_pairs = bootstrap.pairs
+    else:
+        raise MMAlignError("training needs seed pairs: --seeds FILE, or names to bootstrap them from")
     if valid is not None:
         valid_pairs = read_pairs(valid, workspace, skip_unknown=skip_unknown, reporter=reporter)
         train_pairs = seed_pairs
+        if seeds is None:  # bootstrapped pairs give way to the validation file's entities
+            train_pairs = seed_pairs[~np.isin(seed_pairs[:, 0], valid_pairs[:, 0]) & ~np.isin(seed_pairs[:, 1], valid_pairs[:, 1])]
     else:
         order = np.random.default_rng(seed).permutation(len(seed_pairs))
         n_valid = max(1, int(round(len(seed_pairs) * valid_fraction)))
         if n_valid >= len(seed_pairs):
-            raise MMAlignError(f"too few seed pairs ({len(seed_pairs)}) to hold out a validation split", path=seeds)
+            raise MMAlignError(f"too few seed pairs ({len(seed_pairs)}) to hold out a validation split", path=source)
         valid_pairs, train_pairs = seed_pairs[order[:n_valid]], seed_pairs[order[n_valid:]]
     test_pairs = read_pairs(test, workspace, skip_unknown=skip_unknown, reporter=reporter) if test else None
-    _check_disjoint(train_pairs, valid_pairs, "seeds", "validation", valid or seeds)
-    if test_pairs is not None:
+    _check_disjoint(train_pairs, valid_pairs, "seeds", "validation", valid or source)
+    if test_pairs is not None and seeds is not None:
         _check_disjoint(np.concatenate([train_pairs, valid_pairs]), test_pairs, "seeds", "test", test)
+    origin: dict[str, Any] = {"source": "file"}
+    from_names = None  # the training and validation pairs bootstrapped from names
+    if bootstrap is not None:
+        origin = dict(bootstrap.info)
+        from_names = np.concatenate([train_pairs, valid_pairs])
+        if seeds is not None:
+            held = from_names
+            from_names = extra = bootstrap.pairs[~np.isin(bootstrap.pairs[:, 0], held[:, 0]) & ~np.isin(bootstrap.pairs[:, 1], held[:, 1])]
+            train_pairs = np.concatenate([train_pairs, extra])
+            origin.update(source="file+names", added=int(len(extra)))
+            reporter.info(f"--seeds-extend: {len(extra):,} bootstrapped pairs added to the {len(held):,} seed and validation pairs")
+        if test_pairs is not None:
+            shared = int(np.isin(test_pairs[:, 0], np.concatenate([train_pairs, valid_pairs])[:, 0]).sum())
+            origin["test_entities_bootstrapped"] = shared
+            if shared:
+                reporter.info(f"{shared:,} test pairs' KG1 entities are among the bootstrapped pairs (found without labels)")
     shift = np.array([0, offset])
-    return Splits(train_pairs + shift, valid_pairs + shift, None if test_pairs is None else test_pairs + shift)
+    return Splits(train_pairs + shift, valid_pairs + shift, None if test_pairs is None else test_pairs + shift, origin,
+                  None if from_names is None else from_names + shift)
 
 
 def _check_disjoint(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, path: Path) -> None:
@@ -64,18 +106,32 @@ def _check_disjoint(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, path
 
 def write_split_files(run_dir: Path, workspace: Workspace, splits: Splits) -> None:
     offset = np.array([0, len(workspace.kg1.entities)])
-    for name in SPLITS:
+    for name in (*SPLITS, BOOTSTRAPPED):
         pairs = getattr(splits, name)
         if pairs is not None:
             write_pairs(pairs_file(run_dir, name), pairs - offset, workspace)
 
 
-def read_split_files(run_dir: Path, workspace: Workspace) -> Splits:
+def read_split_files(run_dir: Path, workspace: Workspace, origin: dict[str, Any] | None = None) -> Splits:
     offset = np.array([0, len(workspace.kg1.entities)])
-    train, valid, test = (read_run_pairs(pairs_file(run_dir, name), workspace) for name in SPLITS)
+    train, valid, test, bootstrapped = (read_run_pairs(pairs_file(run_dir, name), workspace) for name in (*SPLITS, BOOTSTRAPPED))
     if train is None or valid is None:
         raise MMAlignError("the run folder lacks its pairs/train.tsv or pairs/valid.tsv; start a new run", path=run_dir)
-    return Splits(train + offset, valid + offset, None if test is None else test + offset)
+    return Splits(train + offset, valid + offset, None if test is None else test + offset, origin or {"source": "file"},
+                  None if bootstrapped is None else bootstrapped + offset)
+
+
+def given_seeds(run_dir: Path, workspace: Workspace) -> np.ndarray:
+    """(S, 2) local ids of the seed pairs a run was given: train plus valid, less those bootstrapped from names.
+
+    Their entities are settled; ``predict`` and ``link`` decide every other entity.
+    """
+    found = [read_run_pairs(pairs_file(run_dir, name), workspace) for name in (*SPLITS[:2], BOOTSTRAPPED)]
+    pairs = np.concatenate([np.zeros((0, 2), dtype=np.int64)] + [p for p in found[:2] if p is not None])
+    if found[2] is None or not len(pairs):
+        return pairs
+    width = len(workspace.kg2.entities)
+    return pairs[~np.isin(pairs[:, 0] * width + pairs[:, 1], found[2][:, 0] * width + found[2][:, 1])]
 
 
 def validation_metrics(embeddings: torch.Tensor, splits: Splits, n1: int, csls_k: int) -> Metrics:

@@ -302,7 +302,7 @@ def test_dropout_is_seeded_and_changes_training(workspace) -> None:
     assert not np.allclose(a, c)
 
 
-def test_pair_caps_keep_every_seed_and_sample_pseudo_pairs(workspace) -> None:
+def test_pair_caps_sample_pseudo_pairs_and_seeds_past_the_cap(workspace) -> None:
     trainer, splits = _trainer(workspace, max_pairs=0, pseudo_per_seed=0)
     n1 = trainer.inputs.n1
     used = set(splits.train[:, 0]) | set(splits.valid[:, 0])
@@ -332,6 +332,10 @@ def test_pair_caps_keep_every_seed_and_sample_pseudo_pairs(workspace) -> None:
     trainer.config = trainer.config.override({"max_pairs": 2 * seeds + 3, "pseudo_per_seed": 1.5})  # the tighter cap wins
     trainer.step()
     assert sum(seen) == 2 * seeds + 3
+    seen.clear()
+    trainer.config = trainer.config.override({"max_pairs": seeds - 5, "pseudo_per_seed": 0})  # fewer than the seeds: both sampled
+    trainer.step()
+    assert sum(seen) == 2 * (seeds - 5)
 
 
 def test_chunked_step_gradient_equals_one_backward_of_the_summed_loss(workspace) -> None:

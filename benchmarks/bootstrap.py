@@ -1,0 +1,101 @@
+"""Training without seed pairs: seeds bootstrapped from names, then the default training.
+
+For each dataset: ``mmalign ingest``, ``mmalign features names`` when an encoder is sbert, then
+``mmalign train`` with no ``--seeds`` and every gold pair as ``--test`` (the unsupervised
+protocol: H@1 over all gold pairs, each KG1 entity ranked among the gold KG2 entities, CSLS
+k=3). Training never reads the gold: the bootstrapped pairs come from names alone, and the
+model is selected on a part of them. Besides the run's metrics the table gives what the log
+said of the bootstrap (pairs, margin, estimated precision) and their precision measured
+against gold: over all bootstrapped pairs, and over those with an entity in a gold pair (DBP15K's
+entities outside the 15,000 gold pairs often do have a counterpart the gold file does not
+list, so a pair of two such entities is not known to be wrong).
+
+    python benchmarks/bootstrap.py [--datasets zh_en,db15k] [--encoders zh_en=char+sbert,db15k=char]
+                                   [--keep DIR] [-- extra train args]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from names import DATA, ENCODERS  # noqa: E402  (the encoder specs of the names benchmark)
+from train_dbp15k import child, epoch_cell, machine_line, threads  # noqa: E402  (the same child runner and cells)
+
+DEFAULT_ENCODERS = "zh_en=char+sbert,ja_en=char+sbert,db15k=char"
+
+
+def key_pairs(path: Path) -> list[tuple[str, str]]:
+    """``kg1<TAB>kg2`` lines of a pair file, a ``kg1_entity`` header skipped."""
+    rows = [line.split("\t")[:2] for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [(a, b) for a, b in rows if a != "kg1_entity"]
+
+
+def gold_precision(run: Path, gold: Path) -> tuple[float, float, int]:
+    """Precision of the run's bootstrapped pairs (train + valid) against gold: all, and with a gold entity."""
+    truth = dict(key_pairs(gold))
+    targets = set(truth.values())
+    found = key_pairs(run / "pairs" / "train.tsv") + key_pairs(run / "pairs" / "valid.tsv")
+    right = [truth.get(a) == b for a, b in found]
+    known = [ok for (a, b), ok in zip(found, right) if a in truth or b in targets]
+    return sum(right) / len(found), sum(known) / max(len(known), 1), len(known)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="zh_en,db15k")
+    parser.add_argument("--encoders", default=DEFAULT_ENCODERS, help="dataset=encoder,... (encoders of benchmarks/names.py)")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--keep", type=Path, default=None, help="keep workspaces here")
+    parser.add_argument("extra", nargs="*", help="extra `mmalign train` arguments (after --)")
+    args = parser.parse_args()
+    encoders = dict(item.split("=", 1) for item in args.encoders.split(","))
+    python = [sys.executable, "-m", "mmalign"]
+    rows = []
+    precision = "auto"
+    with tempfile.TemporaryDirectory() as scratch:
+        for dataset in args.datasets.split(","):
+            folder = Path(args.keep or scratch) / dataset
+            work = folder / "work"
+            folder.mkdir(parents=True, exist_ok=True)
+            if dataset == "db15k":
+                base = args.data / "db15k-fb15k237"
+                child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
+                gold = base / "links.tsv"
+            else:
+                child(python + ["ingest", str(args.data / "dbp15k" / dataset), "-w", str(work), "-q"])
+                gold = work / "links.tsv"
+            spec = ENCODERS[encoders[dataset]]
+            names = ["--names", "recorded+iri", "--name-encoder", spec]
+            if "sbert" in spec:
+                child(python + ["features", "names", "-w", str(work), *names, "-q"])
+            command = python + ["train", "-w", str(work), "--test", str(gold), "-q", *names, *args.extra]
+            print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
+            wall, rss = child(command)
+            run = (work / "runs" / "latest").resolve()
+            summary = json.loads((run / "summary.json").read_text())
+            precision = f"{summary['precision']['requested']} -> {summary['precision']['chosen']}"
+            seeds = summary["seeds"]
+            measured, known, known_count = gold_precision(run, gold)
+            rows.append((dataset, encoders[dataset], seeds, measured, known, known_count, summary, wall, rss))
+            print(json.dumps({"dataset": dataset, "h@1": summary["test"]["hits@1"], "seeds": seeds}), file=sys.stderr, flush=True)
+    print(machine_line(precision, threads()))
+    print("| dataset | names | bootstrapped pairs | margin | estimated precision | gold precision (all / with a gold entity) "
+          "| H@1 (all gold pairs) | H@10 | MRR | selected epoch | epochs run | s/epoch | total s | peak RSS MB |")
+    print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for dataset, encoder, seeds, measured, known, known_count, summary, wall, rss in rows:
+        test = summary["test"]
+        print(f"| {dataset} | {encoder} | {seeds['pairs']:,} | {seeds['margin']:.3f} | {seeds['estimated_precision']:.3f} | "
+              f"{measured:.3f} / {known:.3f} ({known_count:,}) | {test['hits@1']:.3f} | {test['hits@10']:.3f} | {test['mrr']:.3f} | "
+              f"{epoch_cell(summary, 'selected_epoch')} | {epoch_cell(summary, 'epochs_run')} | {summary['seconds_per_epoch']:.2f} | "
+              f"{wall:.0f} | {rss:.0f} |")
+    print(f"\nextra train args: {shlex.join(args.extra) or '(none)'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Seed pairs bootstrapped from names: what is found, how sure, and training without a seed file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mmalign.cli import app
+from mmalign.errors import MMAlignError
+from mmalign.features.config import FeatureConfig
+from mmalign.ingest import ingest
+from mmalign.predict import predict
+from mmalign.training import TrainConfig, train
+from mmalign.training.bootstrap import BootstrapConfig, bootstrap_seeds, choose_margin
+from mmalign.training.splits import given_seeds
+from mmalign.workspace import Workspace
+from synthetic import SyntheticPair, make_pair
+
+LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+
+
+def named_pair(root: Path, n: int = 80, renamed: float = 0.25, seed: int = 0) -> tuple[SyntheticPair, Path, set[tuple[str, str]]]:
+    """The synthetic pair with names: KG2 keeps KG1's name with one typo, except ``renamed`` of them.
+
+    A renamed KG2 entity takes another entity's name with two typos (names that nearly agree
+    by accident, as in real KGs), and its KG1 counterpart then has no name match. Returns the
+    pair, its ingested workspace, and the pairs whose names still agree.
+    """
+    pair = make_pair(root / "data", n=n, seed=seed)
+    rng = np.random.default_rng(seed)
+
+    def typo(name: str) -> str:
+        at = int(rng.integers(0, len(name)))
+        return name[:at] + str(rng.choice(LETTERS)) + name[at + 1 :]
+
+    names = [" ".join("".join(rng.choice(LETTERS, rng.integers(5, 9))) for _ in range(2)) for _ in pair.pairs]
+    agree = set()
+    lines1, lines2 = [], []
+    for k, (left, right) in enumerate(pair.pairs):
+        if rng.random() < renamed:
+            other = typo(typo(names[(k + 1 + int(rng.integers(0, len(names) - 1))) % len(names)]))
+        else:
+            other = typo(names[k])
+            agree.add((left, right))
+        lines1.append(f"{left}\t{names[k]}\n")
+        lines2.append(f"{right}\t{other}\n")
+    (pair.kg1 / "names.tsv").write_text("".join(lines1), encoding="utf-8")
+    (pair.kg2 / "names.tsv").write_text("".join(lines2), encoding="utf-8")
+    work = root / "work"
+    ingest([pair.kg1, pair.kg2], work)
+    return pair, work, agree
+
+
+def keys(workspace: Workspace, pairs: np.ndarray) -> set[tuple[str, str]]:
+    return {(workspace.kg1.entities[a], workspace.kg2.entities[b]) for a, b in pairs.tolist()}
+
+
+def test_bootstrap_finds_the_name_matches_and_estimates_their_precision(tmp_path: Path) -> None:
+    pair, work, agree = named_pair(tmp_path, n=300)
+    workspace = Workspace.open(work)
+    found = bootstrap_seeds(workspace, FeatureConfig(), BootstrapConfig(seed_precision=0.9), csls_k=3)
+    pairs = keys(workspace, found.pairs)
+    truth = set(pair.pairs)
+    precision = len(pairs & truth) / len(pairs)
+    assert precision >= 0.95
+    assert len(pairs & agree) >= 0.7 * len(agree)  # most entities whose names agree are found
+    assert found.info["pairs"] == len(pairs) and found.info["encoders"] == ["char"]
+    assert abs(found.info["estimated_precision"] - precision) <= 0.1
+    assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})  # mutual: one-to-one
+
+
+def test_choose_margin_takes_the_smallest_margin_whose_estimate_holds() -> None:
+    margins = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])
+    # Decoys reach 0.25 at most: below it, wrong passes are expected among the 6 - P(t) ... left.
+    decoys = np.array([0.25, 0.15, 0.05])
+    margin, precision = choose_margin(margins, decoys, n_queries=10, target=0.9)
+    assert margin == 0.3 and precision == 1.0
+    margin, precision = choose_margin(margins, decoys, n_queries=10, target=0.3)
+    assert margin < 0.3 and precision >= 0.3
+    with pytest.raises(MMAlignError, match="clear nearest"):
+        choose_margin(np.zeros(3), decoys, n_queries=10, target=0.9)
+
+
+def test_bootstrap_refuses_without_names(tmp_path: Path) -> None:
+    pair = make_pair(tmp_path / "data")
+    ingest([pair.kg1, pair.kg2], tmp_path / "work")
+    with pytest.raises(MMAlignError, match="names are off"):
+        bootstrap_seeds(Workspace.open(tmp_path / "work"), FeatureConfig(names="none"), BootstrapConfig(), csls_k=3)
+    with pytest.raises(MMAlignError, match="too few named entities"):  # keys like e12 are no IRIs: no names at all
+        bootstrap_seeds(Workspace.open(tmp_path / "work"), FeatureConfig(), BootstrapConfig(), csls_k=3)
+
+
+def test_bootstrap_settings_are_checked() -> None:
+    with pytest.raises(MMAlignError, match="seed_precision"):
+        TrainConfig.build({"seed_precision": 1.5})
+
+
+SHORT = ["--epochs", "2", "--eval-every", "2", "--set", "min_epochs=0", "--members", "1", "--dim", "16",
+         "--modal-dim", "16", "--rank", "2", "--precision", "fp32", "-q"]
+
+
+def test_train_without_seeds_bootstraps_them_and_records_it(tmp_path: Path) -> None:
+    pair, work, _ = named_pair(tmp_path)
+    result = CliRunner().invoke(app, ["train", "-w", str(work), "--test", str(pair.test), *SHORT])
+    assert result.exit_code == 0, result.output
+    run = work / "runs" / "latest"
+    summary = json.loads((run / "summary.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    assert config["seeds"] == "auto" and summary["seeds"]["source"] == "names"
+    assert summary["seeds"]["pairs"] > 20
+    # The run's pair files hold the bootstrapped pairs (train + valid), found without the links.
+    written = [line.split("\t") for name in ("train", "valid") for line in (run / "pairs" / f"{name}.tsv").read_text().splitlines()[1:]]
+    assert len(written) == summary["seeds"]["pairs"]
+    # Test pairs may share entities with bootstrapped seeds: counted, not refused.
+    assert summary["seeds"]["test_entities_bootstrapped"] > 0
+    # Bootstrapped pairs are evidence, not given truth: predict still ranks for every KG1 entity.
+    assert len((run / "pairs" / "bootstrapped.tsv").read_text().splitlines()) == 1 + summary["seeds"]["pairs"]
+    assert len(predict(work, top_k=1).query_ids) == len(Workspace.open(work).kg1.entities)
+
+
+def test_seeds_auto_with_names_off_is_a_clear_error(tmp_path: Path) -> None:
+    pair, work, _ = named_pair(tmp_path)
+    result = CliRunner().invoke(app, ["train", "--seeds", "auto", "-w", str(work), "--names", "none", *SHORT])
+    assert result.exit_code == 2
+    assert "names are off" in result.output and "Traceback" not in result.output
+
+
+def test_seeds_extend_adds_pairs_that_touch_no_seed(tmp_path: Path) -> None:
+    pair, work, _ = named_pair(tmp_path)
+    settings = TrainConfig.build(dict(dim=16, modal_dim=16, rank=2, epochs=2, eval_every=2, min_epochs=0, iterative=False,
+                                      precision="fp32", members=1, seeds_extend=True))
+    result = train(work, pair.seeds, settings, test=pair.test)
+    origin = json.loads((result.run_dir / "summary.json").read_text())["seeds"]
+    assert origin["source"] == "file+names" and origin["added"] > 0
+    train_lines = (result.run_dir / "pairs" / "train.tsv").read_text().splitlines()[1:]
+    seed_count = len(pair.seeds.read_text().splitlines())
+    assert len(train_lines) + len((result.run_dir / "pairs" / "valid.tsv").read_text().splitlines()[1:]) == seed_count + origin["added"]
+    firsts = [line.split("\t")[0] for line in train_lines]
+    assert len(firsts) == len(set(firsts))  # no KG1 entity twice
+    # The seed file's pairs stay settled; the added ones are decided again by predict.
+    assert len(given_seeds(result.run_dir, Workspace.open(work))) == seed_count
