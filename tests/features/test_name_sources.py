@@ -61,8 +61,17 @@ def test_sources_in_order_and_counted() -> None:
     assert names == ["recorded a", "recorded b", None, None, None]
     assert counts["none"] == 3
     assert ns.resolve_names(entities, recorded, "none")[0] == [None] * 5
-    with pytest.raises(MMAlignError, match="unknown names mode"):
-        ns.resolve_names(entities, recorded, "iri")
+    with pytest.raises(MMAlignError, match=r"unknown names mode 'IRI' \(choose none, recorded, recorded\+iri, iri\)"):
+        ns.resolve_names(entities, recorded, "IRI")
+
+
+def test_iri_mode_ignores_recorded_names() -> None:
+    """Names in their own language: the IRI's title even where ingest recorded a (translated) name."""
+    entities = ["http://zh.dbpedia.org/resource/阿卜杜拉·居尔", "http://x.org/B_b", "/m/c"]
+    recorded = {0: "Abdullah Gul", 1: "recorded b", 2: "recorded c"}
+    names, counts = ns.resolve_names(entities, recorded, "iri", {"http://x.org/B_b": "file b"})
+    assert names == ["阿卜杜拉·居尔", "file b", None]  # a names file still comes first; a MID has no title
+    assert counts == {"names_file": 1, "recorded": 0, "iri": 1, "none": 1}
 
 
 def test_read_names_file(tmp_path: Path) -> None:

