@@ -13,10 +13,13 @@ its own efSearch calibration. Times: the graph's build, the calibration, the ANN
 the exact queries, and both extrapolated to N × N (every candidate also a query, as the
 pseudo-pair search and predict are): exact linearly in the queries, ANN as build + per-query
 time × N. The partner column is the fraction of queries whose own source row is first.
+The last column times what model selection keeps exact at every size: 1,000 validation pairs
+ranked with CSLS (k 3) against all N candidates (:func:`mmalign.search.rank_of_targets`).
+``--mutual N``: the pseudo-pair search (mutual CSLS nearest neighbours) with N per side,
+exact against approximate.
 
 ``--embeddings``: kg1's rows are the queries, kg2's the candidates, all of them; also the
-CSLS top-10 (``topk(csls_k=3)``) and the mutual CSLS pairs of the pseudo-pair search, exact
-against approximate.
+CSLS top-10 (``topk(csls_k=3)``) and the mutual CSLS pairs, exact against approximate.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ def compare(queries: torch.Tensor, candidates: torch.Tensor, source: torch.Tenso
     measured, t_calibrate = timed(ann.calibrate, index, queries, candidates, 10, 4096)
     (_, found), t_query = timed(ann.search_index, index, queries, 10, measured.ef_search, SILENT)
     del index
+    validation = ""
+    if source is not None:  # 1,000 validation pairs ranked exactly with CSLS, as selection does
+        _, t_valid = timed(search.rank_of_targets, queries[:1000], candidates, source[:1000], csls_k=3)
+        validation = f" {t_valid:.1f} |"
     r1 = float((found[:, 0] == exact[:, 0]).float().mean())
     r10 = ann.recall(found, exact)
     partner = "—" if source is None else f"{float((exact[:, 0] == source).float().mean()):.3f} / {float((found[:, 0] == source).float().mean()):.3f}"
@@ -79,12 +86,21 @@ def compare(queries: torch.Tensor, candidates: torch.Tensor, source: torch.Tenso
     ann_all = t_build + t_calibrate + t_query * per_query
     return (f"| {len(candidates):,} | {len(queries):,} | {candidates.shape[1]} | {measured.ef_search} | {measured.recall:.3f} "
             f"| {r1:.4f} | {r10:.4f} | {partner} | {t_build:.1f} | {t_calibrate:.1f} | {t_query:.1f} | {t_exact:.1f} "
-            f"| {ann_all:,.0f} | {exact_all:,.0f} |")
+            f"| {ann_all:,.1f} | {exact_all:,.1f} |{validation}")
 
 
 HEADER = ("| candidates | queries | dim | efSearch | sample recall@10 | recall@1 | recall@10 | partner first (exact / ANN) "
-          "| build s | calibrate s | ANN query s | exact query s | ANN N×N s | exact N×N s |\n"
-          "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+          "| build s | calibrate s | ANN query s | exact query s | ANN N×N s | exact N×N s |")
+RULE = "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+
+
+def mutual(left: torch.Tensor, right: torch.Tensor) -> None:
+    """The pseudo-pair search (mutual CSLS nearest, k 3) exact and approximate: time and pairs."""
+    (exact_pairs, t_exact) = timed(search.mutual_nearest, left, right, csls_k=3, precision="fp32")
+    (ann_pairs, t_ann) = timed(search.mutual_nearest, left, right, csls_k=3, ann_from=1)
+    a, b = set(zip(*(t.tolist() for t in exact_pairs))), set(zip(*(t.tolist() for t in ann_pairs)))
+    print(f"\n| mutual CSLS pairs (k 3), {len(left):,} per side | exact s | ANN s | agreement |\n|---|---:|---:|---|")
+    print(f"| | {t_exact:.1f} | {t_ann:.1f} | {len(a & b):,} shared of {len(a):,} exact, {len(b):,} ANN |", flush=True)
 
 
 def real(path: Path) -> None:
@@ -92,17 +108,14 @@ def real(path: Path) -> None:
 
     tensors = load_file(str(path))
     left, right = tensors["kg1"].float(), tensors["kg2"].float()
-    print(HEADER)
+    print(f"{HEADER}\n{RULE}")
     print(compare(left, right, None, len(left)), flush=True)
     print("\n| search | exact s | ANN s | agreement |\n|---|---:|---:|---:|")
     (exact, t_exact) = timed(search.topk, left, right, 10, csls_k=3)
     (found, t_ann) = timed(search.topk, left, right, 10, csls_k=3, ann_from=1)
     print(f"| CSLS top-10 (k 3) | {t_exact:.1f} | {t_ann:.1f} | recall@1 {float((found[1][:, 0] == exact[1][:, 0]).float().mean()):.4f}, "
           f"recall@10 {ann.recall(found[1], exact[1]):.4f} |", flush=True)
-    (exact_pairs, t_exact) = timed(search.mutual_nearest, left, right, csls_k=3)
-    (ann_pairs, t_ann) = timed(search.mutual_nearest, left, right, csls_k=3, ann_from=1)
-    a, b = set(zip(*(t.tolist() for t in exact_pairs))), set(zip(*(t.tolist() for t in ann_pairs)))
-    print(f"| mutual CSLS pairs (k 3) | {t_exact:.1f} | {t_ann:.1f} | {len(a & b):,} shared of {len(a):,} exact, {len(b):,} ANN |")
+    mutual(left, right)
 
 
 def main() -> None:
@@ -110,6 +123,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="candidates per run")
     parser.add_argument("--dim", type=int, default=1200, help="the default model's output width (2 members × 600)")
     parser.add_argument("--queries", type=int, default=10_000, help="queries scored exactly and approximately")
+    parser.add_argument("--mutual", type=int, nargs="*", default=[], help="also time the pseudo-pair search at these sizes per side")
     parser.add_argument("--embeddings", type=Path, help="a run's embeddings.safetensors instead of synthetic rows")
     args = parser.parse_args()
     print(machine_line("fp32", torch.get_num_threads()))
@@ -119,10 +133,14 @@ def main() -> None:
     if args.embeddings:
         real(args.embeddings)
         return
-    print(HEADER)
+    print(f"{HEADER} exact validation s |\n{RULE}---:|")
     for n in args.sizes:
         candidates, queries, source = synthetic(n, args.dim, min(n, args.queries))
         print(compare(queries, candidates, source, n), flush=True)
+        del candidates, queries
+    for n in args.mutual:
+        candidates, queries, _ = synthetic(n, args.dim, n)
+        mutual(queries, candidates)
         del candidates, queries
 
 
