@@ -28,7 +28,7 @@ from torch import Tensor
 
 from mmalign.report import Reporter
 from mmalign.search.blocks import block_products, block_rows
-from mmalign.search.faiss_backend import FAISS_CHUNK, _faiss, faiss_available
+from mmalign.search.faiss_backend import _faiss, faiss_available, search_in_chunks
 
 HNSW_M = 32
 """Links per node of the graph."""
@@ -109,16 +109,7 @@ def build_index(candidates: Tensor) -> Any:
 def search_index(index: Any, queries: Tensor, k: int, ef_search: int, reporter: Reporter) -> tuple[Tensor, Tensor]:
     """Each query's ``k`` best rows of the graph at beam ``ef_search``: (scores, indices), best first."""
     index.hnsw.efSearch = ef_search
-    values = torch.empty(len(queries), k)
-    indices = torch.empty(len(queries), k, dtype=torch.int64)
-    q = queries.contiguous().numpy()
-    with reporter.progress("approximate ranking", total=len(queries)) as task:
-        for start in range(0, len(queries), FAISS_CHUNK):
-            d, i = index.search(q[start : start + FAISS_CHUNK], k)
-            values[start : start + len(d)] = torch.from_numpy(d)
-            indices[start : start + len(d)] = torch.from_numpy(i)
-            task.advance(len(d))
-    return values, indices
+    return search_in_chunks(index, queries, k, reporter, "approximate ranking")
 
 
 def calibrate(index: Any, queries: Tensor, candidates: Tensor, k: int, block: int) -> Recall:
