@@ -19,7 +19,8 @@ ranked with CSLS (k 3) against all N candidates (:func:`mmalign.search.rank_of_t
 exact against approximate.
 
 ``--embeddings``: kg1's rows are the queries, kg2's the candidates, all of them; also the
-CSLS top-10 (``topk(csls_k=3)``) and the mutual CSLS pairs, exact against approximate.
+CSLS top-10 (``topk(csls_k=3)``) and the mutual CSLS pairs, exact against approximate, and
+faiss IVF-Flat (4·sqrt(N) lists, seed 1) at several ``nprobe``: why the module uses HNSW.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import torch  # noqa: E402
 from mmalign import search  # noqa: E402
 from mmalign.machine import machine_line  # noqa: E402  (the checkout's, not an installed copy)
 from mmalign.report import SILENT  # noqa: E402
-from mmalign.search import ann  # noqa: E402
+from mmalign.search import ann, faiss_backend  # noqa: E402
 
 CLUSTER = 50
 PAIR_COSINE = 0.94
@@ -67,8 +68,8 @@ def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     return out, time.perf_counter() - start
 
 
-def compare(queries: torch.Tensor, candidates: torch.Tensor, source: torch.Tensor | None, n_all: int) -> str:
-    """One table row: recall and times of ANN against exact top-10 for these queries."""
+def compare(queries: torch.Tensor, candidates: torch.Tensor, source: torch.Tensor | None, n_all: int) -> tuple[str, torch.Tensor]:
+    """One table row: recall and times of ANN against exact top-10 for these queries; and the exact lists."""
     (_, exact), t_exact = timed(search.topk, queries, candidates, 10, backend="torch")
     index, t_build = timed(ann.build_index, candidates)
     measured, t_calibrate = timed(ann.calibrate, index, queries, candidates, 10, 4096)
@@ -86,7 +87,7 @@ def compare(queries: torch.Tensor, candidates: torch.Tensor, source: torch.Tenso
     ann_all = t_build + t_calibrate + t_query * per_query
     return (f"| {len(candidates):,} | {len(queries):,} | {candidates.shape[1]} | {measured.ef_search} | {measured.recall:.3f} "
             f"| {r1:.4f} | {r10:.4f} | {partner} | {t_build:.1f} | {t_calibrate:.1f} | {t_query:.1f} | {t_exact:.1f} "
-            f"| {ann_all:,.1f} | {exact_all:,.1f} |{validation}")
+            f"| {ann_all:,.1f} | {exact_all:,.1f} |{validation}"), exact
 
 
 HEADER = ("| candidates | queries | dim | efSearch | sample recall@10 | recall@1 | recall@10 | partner first (exact / ANN) "
@@ -96,8 +97,8 @@ RULE = "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
 
 def mutual(left: torch.Tensor, right: torch.Tensor) -> None:
     """The pseudo-pair search (mutual CSLS nearest, k 3) exact and approximate: time and pairs."""
-    (exact_pairs, t_exact) = timed(search.mutual_nearest, left, right, csls_k=3, precision="fp32")
-    (ann_pairs, t_ann) = timed(search.mutual_nearest, left, right, csls_k=3, ann_from=1)
+    exact_pairs, t_exact = timed(search.mutual_nearest, left, right, csls_k=3, precision="fp32")
+    ann_pairs, t_ann = timed(search.mutual_nearest, left, right, csls_k=3, ann_from=1)
     a, b = set(zip(*(t.tolist() for t in exact_pairs))), set(zip(*(t.tolist() for t in ann_pairs)))
     print(f"\n| mutual CSLS pairs (k 3), {len(left):,} per side | exact s | ANN s | agreement |\n|---|---:|---:|---|")
     print(f"| | {t_exact:.1f} | {t_ann:.1f} | {len(a & b):,} shared of {len(a):,} exact, {len(b):,} ANN |", flush=True)
@@ -109,13 +110,31 @@ def real(path: Path) -> None:
     tensors = load_file(str(path))
     left, right = tensors["kg1"].float(), tensors["kg2"].float()
     print(f"{HEADER}\n{RULE}")
-    print(compare(left, right, None, len(left)), flush=True)
+    row, exact = compare(left, right, None, len(left))
+    print(row, flush=True)
     print("\n| search | exact s | ANN s | agreement |\n|---|---:|---:|---:|")
-    (exact, t_exact) = timed(search.topk, left, right, 10, csls_k=3)
-    (found, t_ann) = timed(search.topk, left, right, 10, csls_k=3, ann_from=1)
-    print(f"| CSLS top-10 (k 3) | {t_exact:.1f} | {t_ann:.1f} | recall@1 {float((found[1][:, 0] == exact[1][:, 0]).float().mean()):.4f}, "
-          f"recall@10 {ann.recall(found[1], exact[1]):.4f} |", flush=True)
+    (_, csls_exact), t_exact = timed(search.topk, left, right, 10, csls_k=3)
+    (_, csls_found), t_ann = timed(search.topk, left, right, 10, csls_k=3, ann_from=1)
+    print(f"| CSLS top-10 (k 3) | {t_exact:.1f} | {t_ann:.1f} | recall@1 {float((csls_found[:, 0] == csls_exact[:, 0]).float().mean()):.4f}, "
+          f"recall@10 {ann.recall(csls_found, csls_exact):.4f} |", flush=True)
     mutual(left, right)
+    ivf(left, right, exact)
+
+
+def ivf(queries: torch.Tensor, candidates: torch.Tensor, exact: torch.Tensor) -> None:
+    """IVF-Flat's recall and time at growing ``nprobe`` on the same lists: the alternative not taken."""
+    faiss = faiss_backend._faiss()
+    assert faiss is not None
+    n_lists = int(4 * math.sqrt(len(candidates)))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(candidates.shape[1]), candidates.shape[1], n_lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed, index.cp.max_points_per_centroid = 1, 64
+    _, t_build = timed(lambda: (index.train(candidates.numpy()), index.add(candidates.numpy())))
+    print(f"\n| IVF-Flat, {n_lists} lists (build {t_build:.1f} s) | nprobe | query s | recall@1 | recall@10 |\n|---|---:|---:|---:|---:|")
+    for nprobe in (4, 16, 64, 256):
+        index.nprobe = nprobe
+        found, t_query = timed(faiss_backend.search_in_chunks, index, queries, 10, SILENT, "IVF")
+        print(f"| | {nprobe} | {t_query:.1f} | {float((found[1][:, 0] == exact[:, 0]).float().mean()):.4f} "
+              f"| {ann.recall(found[1], exact):.4f} |", flush=True)
 
 
 def main() -> None:
@@ -136,7 +155,7 @@ def main() -> None:
     print(f"{HEADER} exact validation s |\n{RULE}---:|")
     for n in args.sizes:
         candidates, queries, source = synthetic(n, args.dim, min(n, args.queries))
-        print(compare(queries, candidates, source, n), flush=True)
+        print(compare(queries, candidates, source, n)[0], flush=True)
         del candidates, queries
     for n in args.mutual:
         candidates, queries, _ = synthetic(n, args.dim, n)
