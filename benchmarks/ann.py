@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import resource
 import sys
 import time
 from pathlib import Path
@@ -151,7 +152,12 @@ def main() -> None:
           f"{ann.TARGET_RECALL} on {ann.SAMPLE} sampled queries\n")
     if args.embeddings:
         real(args.embeddings)
-        return
+    else:
+        synthetic_tables(args)
+    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+
+
+def synthetic_tables(args: argparse.Namespace) -> None:
     print(f"{HEADER} exact validation s |\n{RULE}---:|")
     for n in args.sizes:
         candidates, queries, source = synthetic(n, args.dim, min(n, args.queries))
