@@ -6,8 +6,9 @@ small CPU, 1M × 1M hours. Above a size threshold (``compute.ann_from``) the sea
 HNSW graph instead: a build of O(N log N) and a search of O(log N) per query.
 
 Why HNSW and not IVF: on trained alignment embeddings (zh_en, 19.5k × 1200) IVF-Flat reached
-recall@10 0.92 only when probing a quarter of its lists, slower than exact search, while
-HNSW reached 0.98 at efSearch 32 (docs/benchmarks.md). Storage is flat float32: a compressed
+recall@10 0.95 only at nprobe 64 of 559 lists, slower than exact search, while HNSW reached
+0.98 at efSearch 32 (docs/benchmarks.md). At 1M × 1200 this graph falls short of the target
+(recall@10 0.90 at the largest beam), and the search logs so. Storage is flat float32: a compressed
 one (PQ, SQ8) would cut memory 4× or more at a loss of recall; docs/benchmarks.md gives the
 memory at 1M.
 
