@@ -26,7 +26,7 @@ from mmalign.evaluation import evaluate_pairs, gold_targets
 from mmalign.pairs import read_pairs, read_run_pairs
 from mmalign.report import SILENT, Reporter
 from mmalign.run import load_embeddings, pairs_file, read_json, resolve_run
-from mmalign.training.config import TrainConfig
+from mmalign.training.config import ComputeConfig, TrainConfig
 from mmalign.training.splits import given_seeds
 from mmalign.workspace import Workspace
 
@@ -129,7 +129,7 @@ def predict(
     )
     scores, indices = search.topk(
         query_emb[torch.from_numpy(queries)], cand_emb[torch.from_numpy(candidates)], top_k,
-        csls_k=csls_k, reporter=reporter,
+        csls_k=csls_k, ann_from=ann_setting(config), reporter=reporter,
     )
     if one_to_one:
         rows, columns = search.one_to_one(scores, indices)
@@ -217,3 +217,9 @@ def csls_setting(config: dict[str, Any], csls_k: int | None) -> int:
     if csls_k < 0:
         raise MMAlignError(f"--csls must be 0 (cosine) or positive, got {csls_k}")
     return csls_k
+
+
+def ann_setting(config: dict[str, Any]) -> int:
+    """The run's ``compute.ann_from`` (today's default for a config that names no settings)."""
+    saved = "config" in config or "options" in config
+    return TrainConfig.load(config).compute.ann_from if saved else ComputeConfig.ann_from

@@ -17,6 +17,11 @@ the mean of candidate j's ``csls_k`` largest cosines over the queries.
 - :func:`mutual_nearest`: pairs that are each other's best, both directions in one pass
   (``mutual``).
 - :func:`one_to_one`: a greedy, stable 1:1 matching from top-k lists (``matching``).
+
+Above a size (``ann_from`` rows on both sides, the setting ``compute.ann_from``) :func:`topk`
+and :func:`mutual_nearest` read approximate lists from a faiss HNSW graph (``ann``), whose
+recall against exact search they measure on a sample and report. :func:`rank_of_targets`
+stays exact at every size: validation ranks few queries, O(queries × N).
 """
 
 from mmalign.search.blocks import BLOCK_BYTES, MIN_ROWS, block_rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,10 +40,15 @@ def faiss_search(base: Tensor, queries: Tensor, k: int, reporter: Reporter) -> t
     assert faiss is not None
     index = faiss.IndexFlatIP(base.shape[1])
     index.add(base.contiguous().numpy())
+    return search_in_chunks(index, queries, k, reporter, "ranking")
+
+
+def search_in_chunks(index: Any, queries: Tensor, k: int, reporter: Reporter, description: str) -> tuple[Tensor, Tensor]:
+    """``(scores, indices)`` of a faiss index's ``k`` best rows for each query, best first."""
     values = torch.empty(len(queries), k)
     indices = torch.empty(len(queries), k, dtype=torch.int64)
     q = queries.contiguous().numpy()
-    with reporter.progress("ranking", total=len(queries)) as task:
+    with reporter.progress(description, total=len(queries)) as task:
         for start in range(0, len(queries), FAISS_CHUNK):
             d, i = index.search(q[start : start + FAISS_CHUNK], k)
             values[start : start + len(d)] = torch.from_numpy(d)

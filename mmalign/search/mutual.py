@@ -18,6 +18,8 @@ from typing import Iterable
 
 import torch
 
+from mmalign.report import SILENT, Reporter
+from mmalign.search.ann import ann_topk, use_ann
 from mmalign.search.blocks import block_products, csls_radii
 
 
@@ -95,7 +97,8 @@ def _fold_in_other_side(best: torch.Tensor, key: torch.Tensor, other_values: tor
 
 
 def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024, precision: str = "bf16",
-                   csls_k: int = 0, candidates: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+                   csls_k: int = 0, candidates: int = 8, ann_from: int = 0,
+                   reporter: Reporter = SILENT) -> tuple[torch.Tensor, torch.Tensor]:
     """Index pairs ``(i, j)`` where ``j`` is i's nearest right row and ``i`` is j's nearest left row.
 
     Rows must be L2-normalised (cosine = dot product). ``csls_k`` > 0 ranks by CSLS instead.
@@ -108,10 +111,20 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024
     ``2 s_ij − r_j ≤ s_ij`` is at most row i's lowest kept cosine. The few rows and columns
     whose best does not beat that bound are searched again in full; a second full pass, as a
     plain two-pass CSLS search takes, costs as much as the first.
+
+    When both sides hold at least ``ann_from`` rows (0: never) and faiss is installed, both
+    sides' lists come from approximate searches (:mod:`~mmalign.search.ann`, one graph at a
+    time, in float32) and the best is picked among them, without the exact second search.
     """
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     m = max(candidates, csls_k) if csls_k else 1  # plain cosine: the best is the top-1
-    row_values, row_index, col_values, col_index = top_k_both(left, right.to(dtype).T.contiguous(), m, block, dtype)
+    approximate = use_ann(len(left), len(right), ann_from)
+    if approximate:
+        left, right = left.float().contiguous(), right.float().contiguous()
+        row_values, row_index, _ = ann_topk(left, right, m, reporter, block=block)
+        col_values, col_index, _ = ann_topk(right, left, m, reporter, block=block)
+    else:
+        row_values, row_index, col_values, col_index = top_k_both(left, right.to(dtype).T.contiguous(), m, block, dtype)
     r_left = r_right = None
     if csls_k:
         r_left, r_right = csls_radii(row_values, csls_k), csls_radii(col_values, csls_k)
@@ -121,7 +134,7 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024
         best_right, row_key = _fold_in_other_side(best_right, row_key, col_values, col_index, r_right)
         best_left, col_key = _fold_in_other_side(best_left, col_key, row_values, row_index, r_left)
         # Pairs in neither list exist only when neither side's lists hold everything.
-        if row_values.shape[1] < len(right) and col_values.shape[1] < len(left):
+        if not approximate and row_values.shape[1] < len(right) and col_values.shape[1] < len(left):
             for best, key, values, radii, queries, others in ((best_right, row_key, row_values, r_right, left, right),
                                                               (best_left, col_key, col_values, r_left, right, left)):
                 unsure = torch.nonzero(key <= values[:, -1]).flatten()

@@ -21,10 +21,14 @@ import torch
 from torch import Tensor
 
 from mmalign.report import SILENT, Reporter
-from mmalign.search.blocks import block_rows, checked, neighbourhood_radii, score_blocks
+from mmalign.search.ann import ann_topk, use_ann
+from mmalign.search.blocks import block_rows, checked, csls_radii, neighbourhood_radii, score_blocks
 from mmalign.search.faiss_backend import faiss_available, faiss_search
 
 Backend = Literal["auto", "torch", "faiss"]
+
+CSLS_LIST = 10
+"""Approximate CSLS: the cosine neighbours per query (at least 2k) among which CSLS picks."""
 
 
 def topk(
@@ -35,6 +39,7 @@ def topk(
     csls_k: int = 0,
     block: int = 4096,
     backend: Backend = "auto",
+    ann_from: int = 0,
     reporter: Reporter = SILENT,
 ) -> tuple[Tensor, Tensor]:
     """The ``k`` best candidates of every query, best first.
@@ -44,6 +49,12 @@ def topk(
     ``block`` bounds the query rows scored at once (see :func:`block_rows`). ``backend``:
     ``"auto"`` uses faiss for cosine when it is installed, torch otherwise; ``"faiss"``
     insists on it (ValueError with CSLS or without faiss).
+
+    When both sides hold at least ``ann_from`` rows (0: never) and faiss is installed, the
+    lists are approximate (:mod:`~mmalign.search.ann`, whatever ``backend`` says): cosine
+    lists straight from the HNSW graph; with CSLS, both sides' radii from their approximate
+    neighbourhoods and each query's CSLS best among its :data:`CSLS_LIST` (at least 2k)
+    approximate cosine neighbours.
     """
     queries, candidates = checked(queries, candidates)
     if k < 1:
@@ -54,10 +65,24 @@ def topk(
     k = min(k, n_c)
     if n_q == 0 or n_c == 0:
         return torch.empty(n_q, k), torch.empty(n_q, k, dtype=torch.int64)
+    if use_ann(n_q, n_c, ann_from):
+        return _approximate_topk(queries, candidates, k, csls_k, block, reporter)
     if _use_faiss(backend, csls_k):
         return _faiss_topk(queries, candidates, k, reporter)
     r_c = neighbourhood_radii(candidates, queries, csls_k, block, reporter) if csls_k else None
     return _torch_topk(queries, candidates, k, r_c, csls_k, block, reporter)
+
+
+def _approximate_topk(
+    queries: Tensor, candidates: Tensor, k: int, csls_k: int, block: int, reporter: Reporter
+) -> tuple[Tensor, Tensor]:
+    if not csls_k:
+        values, indices, _ = ann_topk(queries, candidates, k, reporter, block=block)
+        return _order(values, indices)
+    r_c = csls_radii(ann_topk(candidates, queries, csls_k, reporter, block=block)[0], csls_k)
+    values, indices, _ = ann_topk(queries, candidates, max(CSLS_LIST, 2 * k, csls_k), reporter, block=block)
+    keys, indices = _order(2 * values - r_c[indices], indices)
+    return keys[:, :k] - csls_radii(values, csls_k)[:, None], indices[:, :k]
 
 
 def _use_faiss(backend: Backend, csls_k: int) -> bool:

@@ -43,7 +43,7 @@ class Trainer:
         schedule = config.schedule
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
         self.loss_fn = LOSSES[schedule.loss]
-        self.pseudo = PseudoLabeller(config.pseudo, config.selection.csls, precision.chosen, reporter)
+        self.pseudo = PseudoLabeller(config.pseudo, config.selection.csls, precision.chosen, config.compute.ann_from, reporter)
         self.selector = Selector(config.selection)
         self.generator = np.random.default_rng(config.seed)
         self.epoch = 0

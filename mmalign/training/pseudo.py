@@ -71,6 +71,7 @@ class PseudoLabeller:
     config: PseudoConfig
     csls_k: int
     precision: str  # of the search's block products (bf16 | fp32)
+    ann_from: int  # approximate search from this many entities per side (0: never)
     reporter: Reporter = SILENT
     pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     candidates: set[tuple[int, int]] = field(default_factory=set)
@@ -95,7 +96,8 @@ class PseudoLabeller:
         if len(left) == 0 or len(right) == 0:
             return
         csls_k = self.csls_k if c.score is PseudoScore.CSLS else 0
-        rows, cols = mutual_nearest(embeddings[left], embeddings[right], precision=self.precision, csls_k=csls_k)
+        rows, cols = mutual_nearest(embeddings[left], embeddings[right], precision=self.precision, csls_k=csls_k,
+                                    ann_from=self.ann_from, reporter=self.reporter)
         found = set(zip(left[rows.numpy()].tolist(), right[cols.numpy()].tolist()))
         window_start = (epoch - c.check_every) % c.window == 0
         self.candidates = found if window_start or not self.candidates else self.candidates & found
