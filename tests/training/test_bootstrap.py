@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from mmalign.cli import app
@@ -143,3 +144,20 @@ def test_seeds_extend_adds_pairs_that_touch_no_seed(tmp_path: Path) -> None:
     assert len(firsts) == len(set(firsts))  # no KG1 entity twice
     # The seed file's pairs stay settled; the added ones are decided again by predict.
     assert len(given_seeds(result.run_dir, Workspace.open(work))) == seed_count
+
+
+def test_selection_on_bootstrapped_validation_keeps_the_trained_weight_and_the_latest_near_best() -> None:
+    from mmalign.training.selection import SelectionConfig, Selector
+
+    def metrics(h1: float, mrr: float) -> dict:
+        return {"hits@1": h1, "mrr": mrr}
+
+    plain, names = Selector(SelectionConfig()), Selector(SelectionConfig(), names_validation=True)
+    for epoch, h1 in ((10, 0.990), (20, 0.997), (30, 0.997), (40, 0.994), (50, 0.990)):
+        plain.observe(epoch, metrics(h1, h1), None)
+        names.observe(epoch, metrics(h1, h1), None)
+    assert plain.best_epoch == 20  # the earliest best
+    assert names.best_epoch == 40  # the latest within min_delta (0.005) of the best
+    reweighted = []
+    names.validate(torch.zeros(2, 2), lambda e: metrics(0.5, 0.5), lambda e, w: reweighted.append(w) or e)
+    assert reweighted == []  # the trained direct weight: no weight is tried on name-picked pairs
