@@ -213,7 +213,8 @@ def open_run(workdir: Path, run: Path | None) -> tuple[Path, Workspace, torch.Te
 def csls_setting(config: dict[str, Any], csls_k: int | None) -> int:
     """``csls_k``, or the run's CSLS setting when None."""
     if csls_k is None:
-        return TrainConfig.load(config).selection.csls if ("config" in config or "options" in config) else DEFAULT_CSLS
+        saved = _saved_settings(config)
+        return saved.selection.csls if saved else DEFAULT_CSLS
     if csls_k < 0:
         raise MMAlignError(f"--csls must be 0 (cosine) or positive, got {csls_k}")
     return csls_k
@@ -221,5 +222,10 @@ def csls_setting(config: dict[str, Any], csls_k: int | None) -> int:
 
 def ann_setting(config: dict[str, Any]) -> int:
     """The run's ``compute.ann_from`` (today's default for a config that names no settings)."""
-    saved = "config" in config or "options" in config
-    return TrainConfig.load(config).compute.ann_from if saved else ComputeConfig.ann_from
+    saved = _saved_settings(config)
+    return saved.compute.ann_from if saved else ComputeConfig.ann_from
+
+
+def _saved_settings(config: dict[str, Any]) -> TrainConfig | None:
+    """The settings a run's ``config.json`` holds, or None for one that names none (the oldest runs)."""
+    return TrainConfig.load(config) if ("config" in config or "options" in config) else None

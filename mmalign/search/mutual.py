@@ -54,9 +54,17 @@ def top_k_of_blocks(blocks: Iterable[tuple[int, torch.Tensor]], n_left: int, n_r
     return row_values.float(), row_index, col_values.T.float().contiguous(), col_index.T.contiguous()
 
 
+def candidate_keys(values: torch.Tensor, index: torch.Tensor, radii: torch.Tensor | None) -> torch.Tensor:
+    """The ranking keys of candidate lists: CSLS ``2 s − r(j)`` with the candidates' radii, or the cosine ``s``.
+
+    A query's own radius is the same for its whole list, so it never changes the order.
+    """
+    return values if radii is None else 2 * values - radii[index]
+
+
 def _best_candidates(values: torch.Tensor, index: torch.Tensor, radii: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's best candidate by CSLS key ``2 s − r(j)`` (or s), ties to the lower index; and its key."""
-    keys = values if radii is None else 2 * values - radii[index]
+    keys = candidate_keys(values, index, radii)
     best = keys.amax(1, keepdim=True)
     lowest = torch.where(keys == best, index, torch.iinfo(torch.int64).max).amin(1)
     return lowest, best.flatten()

@@ -31,7 +31,7 @@ from mmalign.features.name_sources import workspace_names
 from mmalign.features.names import encode_names
 from mmalign.report import SILENT, Reporter
 from mmalign.search.blocks import csls_radii
-from mmalign.search.mutual import top_k_of_blocks
+from mmalign.search.mutual import candidate_keys, top_k_of_blocks
 from mmalign.settings import Section
 from mmalign.sparse import csr_rows
 from mmalign.workspace import FEATURES, Workspace
@@ -151,9 +151,11 @@ def _mutual_with_margin(left: list[torch.Tensor], right: list[torch.Tensor], csl
     """
     n_left, n_right = left[0].shape[0], right[0].shape[0]
     row_values, row_index, col_values, col_index = top_k_of_blocks(_mean_cosines(left, right), n_left, n_right, CANDIDATES)
-    r_left, r_right = csls_radii(row_values, csls_k or 1), csls_radii(col_values, csls_k or 1)
-    best_right, row_margin = _best_and_margin(row_values, row_index, r_right if csls_k else None)
-    best_left, col_margin = _best_and_margin(col_values, col_index, r_left if csls_k else None)
+    r_left = r_right = None
+    if csls_k:
+        r_left, r_right = csls_radii(row_values, csls_k), csls_radii(col_values, csls_k)
+    best_right, row_margin = _best_and_margin(row_values, row_index, r_right)
+    best_left, col_margin = _best_and_margin(col_values, col_index, r_left)
     mutual = torch.nonzero(best_left[best_right] == torch.arange(n_left)).flatten()
     partners = best_right[mutual]
     margin = torch.minimum(row_margin[mutual], col_margin[partners])
@@ -162,7 +164,7 @@ def _mutual_with_margin(left: list[torch.Tensor], right: list[torch.Tensor], csl
 
 def _best_and_margin(values: torch.Tensor, index: torch.Tensor, radii: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's best candidate by CSLS key ``2 s − r(j)`` (or s) and its lead over the runner-up (0 when alone)."""
-    keys = values if radii is None else 2 * values - radii[index]
+    keys = candidate_keys(values, index, radii)
     top = keys.topk(min(2, keys.shape[1]), dim=1)
     margin = top.values[:, 0] - top.values[:, 1] if keys.shape[1] > 1 else torch.zeros(len(keys))
     return index.gather(1, top.indices[:, :1]).flatten(), margin

@@ -60,7 +60,7 @@ class Selector:
     # recovers them, so their H@1 saturates within a few epochs and favours the heaviest name
     # weight. Then the trained direct weight is kept, and the latest evaluation within
     # min_delta of the best is selected: on zh_en the earliest best (epoch 20, weight 3) tested
-    # 0.783 over all gold pairs, the last epoch at the trained weight 0.915 (docs/benchmarks.md).
+    # 0.783 over all gold pairs, the last epoch at the trained weight 0.917 (docs/benchmarks.md).
     names_validation: bool = False
     best_score: list[float] = field(default_factory=lambda: [-1.0, -1.0])
     best_epoch: int = -1

@@ -64,7 +64,7 @@ def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None,
         valid_pairs = read_pairs(valid, workspace, skip_unknown=skip_unknown, reporter=reporter)
         train_pairs = seed_pairs
         if seeds is None:  # bootstrapped pairs give way to the validation file's entities
-            train_pairs = seed_pairs[~np.isin(seed_pairs[:, 0], valid_pairs[:, 0]) & ~np.isin(seed_pairs[:, 1], valid_pairs[:, 1])]
+            train_pairs = _touching_none(seed_pairs, valid_pairs)
     else:
         order = np.random.default_rng(seed).permutation(len(seed_pairs))
         n_valid = max(1, int(round(len(seed_pairs) * valid_fraction)))
@@ -82,7 +82,7 @@ def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None,
         from_names = np.concatenate([train_pairs, valid_pairs])
         if seeds is not None:
             held = from_names
-            from_names = extra = bootstrap.pairs[~np.isin(bootstrap.pairs[:, 0], held[:, 0]) & ~np.isin(bootstrap.pairs[:, 1], held[:, 1])]
+            from_names = extra = _touching_none(bootstrap.pairs, held)
             train_pairs = np.concatenate([train_pairs, extra])
             origin.update(source="file+names", added=int(len(extra)))
             reporter.info(f"--seeds-extend: {len(extra):,} bootstrapped pairs added to the {len(held):,} seed and validation pairs")
@@ -94,6 +94,11 @@ def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None,
     shift = np.array([0, offset])
     return Splits(train_pairs + shift, valid_pairs + shift, None if test_pairs is None else test_pairs + shift, origin,
                   None if from_names is None else from_names + shift)
+
+
+def _touching_none(pairs: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """The rows of ``pairs`` whose KG1 and KG2 entities no row of ``held`` names."""
+    return pairs[~np.isin(pairs[:, 0], held[:, 0]) & ~np.isin(pairs[:, 1], held[:, 1])]
 
 
 def _check_disjoint(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, path: Path) -> None:
