@@ -12,7 +12,10 @@ split and the initialisation; the seed/test split stays fixed) and adds a mean Â
 standard deviation row, so a difference can be set against the spread between seeds.
 
     python benchmarks/train_dbp15k.py [--datasets zh_en,ja_en,db15k] [--data ../shared/data]
-                                      [--train-seeds S1,S2,...] [--keep DIR] [-- extra train args]
+                                      [--train-seeds S1,S2,...] [--keep DIR [--reuse]] [-- extra train args]
+
+``--reuse`` skips the ingest of a dataset whose workspace is already under ``--keep`` (to re-train
+with other options, or on a machine that has the workspaces but not the raw data: ``-- --gpu 0``).
 """
 
 from __future__ import annotations
@@ -73,8 +76,11 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=12345)
     parser.add_argument("--train-seeds", default="", help="comma-separated `mmalign train --seed` values (default: train's own)")
     parser.add_argument("--keep", type=Path, help="keep the workspaces and run folders under this folder (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true", help="skip the ingest where --keep already holds the dataset's workspace")
     parser.add_argument("extra", nargs="*", help="extra `mmalign train` arguments (after --)")
     args = parser.parse_args()
+    if args.reuse and not args.keep:
+        parser.error("--reuse needs --keep")
     python = [sys.executable, "-m", "mmalign"]
     train_seeds = [int(seed) for seed in args.train_seeds.split(",") if seed]
     rows: list[str] = []  # table rows, one per training plus a mean Â± sd row per dataset
@@ -83,13 +89,16 @@ def main() -> None:
         for name in args.datasets.split(","):
             work, folder = Path(tmp) / name / "work", Path(tmp) / name
             folder.mkdir(parents=True, exist_ok=True)
+            ingested = args.reuse and (work / "manifest.json").exists()
             if name == "db15k":
                 base = args.data / "db15k-fb15k237"
-                child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
+                if not ingested:
+                    child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
                 seeds, test, setting = base / "splits" / "seed20.tsv", base / "splits" / "test20.tsv", "rel+attr, 20% seeds"
                 extra = ["--names", "none"]  # names are on by default; this row is relations + attributes
             else:
-                child(python + ["ingest", str(args.data / "dbp15k" / name), "-w", str(work), "-q"])
+                if not ingested:
+                    child(python + ["ingest", str(args.data / "dbp15k" / name), "-w", str(work), "-q"])
                 seeds, test = random_split(work / "links.tsv", 0.3, args.split_seed, folder)
                 setting, extra = "structure only, 30% seeds", ["--names", "none"]
             runs = []
