@@ -63,8 +63,9 @@ def decide(
     if n_q == 0 or n_c == 0:
         return Decisions(queries, targets, features)
     query_emb, cand_emb = left[torch.from_numpy(queries)], right[torch.from_numpy(candidates)]
-    scores, indices = search.topk(query_emb, cand_emb, max(2, 1 if many else top_k), csls_k=csls_k, reporter=reporter)
-    back_scores, back_indices = search.topk(cand_emb, query_emb, 2, csls_k=csls_k, reporter=reporter)
+    (scores, indices), (back_scores, back_indices) = search.topk_both_ways(
+        query_emb, cand_emb, max(2, 1 if many else top_k), 2, csls_k=csls_k, reporter=reporter
+    )
     if many:
         rows, columns = torch.arange(n_q), torch.zeros(n_q, dtype=torch.int64)
     else:

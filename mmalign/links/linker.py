@@ -35,6 +35,7 @@ from mmalign.pairs import read_run_pairs
 from mmalign.predict import csls_setting, given_seeds, open_run
 from mmalign.report import SILENT, Reporter
 from mmalign.run import pairs_file, read_json
+from mmalign.training.splits import BOOTSTRAPPED
 
 CALIBRATION_FORMAT = 1
 
@@ -84,7 +85,7 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
     settings = dict(csls_k=csls_k, top_k=config.top_k, many=config.many, reporter=reporter)
     reporter.info(
         f"linking {len(queries):,} non-seed KG1 entities among {len(candidates):,} non-seed KG2 entities "
-        f"{'(seeds bootstrapped from names are linked too) ' if run_config.get('seeds') == 'auto' else ''}"
+        f"{'(seeds bootstrapped from names are linked too) ' if pairs_file(folder, BOOTSTRAPPED).is_file() else ''}"
         f"(CSLS k={csls_k}, {'several KG1 entities per KG2 entity' if config.many else 'one-to-one'})"
     )
     decided = decide(left, right, queries, candidates, **settings)

@@ -12,7 +12,8 @@ Scores are cosine or CSLS (Conneau et al., 2018), which corrects for hubs:
 with r_Q(i) the mean of query i's ``csls_k`` largest cosines over the candidates and r_C(j)
 the mean of candidate j's ``csls_k`` largest cosines over the queries.
 
-- :func:`topk`: each query's k best candidates, exact tie order, torch or faiss (``topk_lists``).
+- :func:`topk`: each query's k best candidates, exact tie order, torch or faiss (``topk_lists``);
+  :func:`topk_both_ways`: both directions' exact lists, one CSLS pass fewer than two calls.
 - :func:`rank_of_targets`: where given targets rank among all candidates (``ranks``).
 - :func:`mutual_nearest`: pairs that are each other's best, both directions in one pass
   (``mutual``).
@@ -29,7 +30,7 @@ from mmalign.search.faiss_backend import faiss_available
 from mmalign.search.matching import one_to_one
 from mmalign.search.mutual import mutual_nearest
 from mmalign.search.ranks import rank_of_targets
-from mmalign.search.topk_lists import Backend, topk
+from mmalign.search.topk_lists import Backend, topk, topk_both_ways
 
 __all__ = [
     "BLOCK_BYTES",
@@ -41,4 +42,5 @@ __all__ = [
     "one_to_one",
     "rank_of_targets",
     "topk",
+    "topk_both_ways",
 ]

@@ -73,6 +73,36 @@ def topk(
     return _torch_topk(queries, candidates, k, r_c, csls_k, block, reporter)
 
 
+def topk_both_ways(
+    left: Tensor,
+    right: Tensor,
+    k_forward: int,
+    k_backward: int,
+    *,
+    csls_k: int = 0,
+    block: int = 4096,
+    reporter: Reporter = SILENT,
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """``topk(left, right, k_forward)`` and ``topk(right, left, k_backward)``, exact, with the same results.
+
+    Deciding a link needs both directions' lists. With CSLS, two :func:`topk` calls make four
+    full passes (each side's radii, then each side's scores); the forward scoring pass reads
+    the left rows' radii off its own blocks, and those are the backward search's candidate
+    radii, so this makes three.
+    """
+    left, right = checked(left, right)
+    if not csls_k or not len(left) or not len(right):
+        return (topk(left, right, k_forward, csls_k=csls_k, block=block, reporter=reporter),
+                topk(right, left, k_backward, csls_k=csls_k, block=block, reporter=reporter))
+    if k_forward < 1 or k_backward < 1:
+        raise ValueError(f"k must be at least 1, got {min(k_forward, k_backward)}")
+    r_right = neighbourhood_radii(right, left, csls_k, block, reporter)
+    r_left = torch.empty(len(left))
+    forward = _torch_topk(left, right, min(k_forward, len(right)), r_right, csls_k, block, reporter, r_left)
+    backward = _torch_topk(right, left, min(k_backward, len(left)), r_left[None, :], csls_k, block, reporter)
+    return forward, backward
+
+
 def _approximate_topk(
     queries: Tensor, candidates: Tensor, k: int, csls_k: int, block: int, reporter: Reporter
 ) -> tuple[Tensor, Tensor]:
@@ -100,8 +130,10 @@ def _use_faiss(backend: Backend, csls_k: int) -> bool:
 
 
 def _torch_topk(
-    queries: Tensor, candidates: Tensor, k: int, r_c: Tensor | None, csls_k: int, block: int, reporter: Reporter
+    queries: Tensor, candidates: Tensor, k: int, r_c: Tensor | None, csls_k: int, block: int, reporter: Reporter,
+    r_q_out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
+    """Exact top-k on torch blocks; with CSLS, each query's radius is also written to ``r_q_out`` if given."""
     n_q, n_c = len(queries), len(candidates)
     scores_out = torch.empty(n_q, k)
     indices_out = torch.empty(n_q, k, dtype=torch.int64)
@@ -111,6 +143,8 @@ def _torch_topk(
             values, indices = _fix_boundary_ties(values, indices, k, lambda tied: scores[tied])
             if r_q is not None:
                 values -= r_q[:, None]
+                if r_q_out is not None:
+                    r_q_out[start : start + len(scores)] = r_q
             scores_out[start : start + len(scores)] = values
             indices_out[start : start + len(scores)] = indices
             task.advance(len(scores))

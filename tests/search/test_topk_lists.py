@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmalign.search import faiss_available, faiss_backend, topk
+from mmalign.search import faiss_available, faiss_backend, topk, topk_both_ways
 from vectors import dyadic, reference_scores, reference_topk, unit
 
 NO_FAISS = pytest.mark.skipif(not faiss_available(), reason="faiss not installed")
@@ -31,6 +31,23 @@ def test_topk_matches_brute_force(backend: str, csls_k: int, swap: bool) -> None
     assert indices.shape == (len(queries), 10) and indices.dtype == torch.int64
     assert torch.equal(indices, torch.from_numpy(expected))
     np.testing.assert_allclose(scores.numpy(), np.take_along_axis(ref, expected, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("csls_k", [0, 2, 3])  # even k: CSLS scores of dyadic rows are exact
+@pytest.mark.parametrize("data", ["random", "tied"])
+def test_both_ways_equals_two_calls(csls_k: int, data: str) -> None:
+    """Both directions in three CSLS passes give bit for bit what two topk calls give in four."""
+    if data == "random":
+        left, right = unit(230, 24, seed=1), unit(310, 24, seed=2)
+    else:  # many equal scores: the reused radii must not change any tie order
+        left, right = dyadic(120, seed=3), dyadic(90, seed=4)
+    (scores, indices), (back_scores, back_indices) = topk_both_ways(left, right, 7, 2, csls_k=csls_k, block=16)
+    expected = topk(left, right, 7, csls_k=csls_k, block=16)
+    expected_back = topk(right, left, 2, csls_k=csls_k, block=16)
+    assert torch.equal(indices, expected[1]) and torch.equal(scores, expected[0])
+    assert torch.equal(back_indices, expected_back[1]) and torch.equal(back_scores, expected_back[0])
+    ref = reference_scores(right, left, csls_k)  # and against the float64 reference
+    np.testing.assert_allclose(back_scores.numpy(), np.take_along_axis(ref, back_indices.numpy(), 1), atol=1e-5)
 
 
 @pytest.mark.parametrize(("backend", "csls_k"), SETTINGS)

@@ -14,7 +14,9 @@ from mmalign.cli import app
 from mmalign.errors import MMAlignError
 from mmalign.features.config import FeatureConfig
 from mmalign.ingest import ingest
+from mmalign.links import LinkConfig, link
 from mmalign.predict import predict
+from mmalign.report import RecordingReporter
 from mmalign.training import TrainConfig, train
 from mmalign.training.bootstrap import BootstrapConfig, bootstrap_seeds, choose_margin
 from mmalign.training.splits import given_seeds
@@ -142,8 +144,12 @@ def test_seeds_extend_adds_pairs_that_touch_no_seed(tmp_path: Path) -> None:
     assert len(train_lines) + len((result.run_dir / "pairs" / "valid.tsv").read_text().splitlines()[1:]) == seed_count + origin["added"]
     firsts = [line.split("\t")[0] for line in train_lines]
     assert len(firsts) == len(set(firsts))  # no KG1 entity twice
-    # The seed file's pairs stay settled; the added ones are decided again by predict.
+    # The seed file's pairs stay settled; the added ones are decided again by predict and link.
     assert len(given_seeds(result.run_dir, Workspace.open(work))) == seed_count
+    reporter = RecordingReporter()
+    links = link(work, None, LinkConfig(), reporter)
+    assert any("bootstrapped from names are linked too" in message for message in reporter.infos)
+    assert len(links.kg1) == len(Workspace.open(work).kg1.entities) - seed_count
 
 
 def test_selection_on_bootstrapped_validation_keeps_the_trained_weight_and_the_latest_near_best() -> None:
