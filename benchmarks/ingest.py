@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,7 @@ DATASETS = {
 GOAL = "goal for db15k-fb15k237: <= 60 s and <= 2048 MB peak RSS on a 2-core machine"
 
 
-def run(command: list[str], stdout: int | None = None) -> tuple[float, float, float]:
+def run(command: list[str], stdout: Any = None) -> tuple[float, float, float]:
     """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of one child process.
 
     Fails loudly if the child fails. CPU seconds show the work done even when other
