@@ -12,7 +12,13 @@ split and the initialisation; the seed/test split stays fixed) and adds a mean �
 standard deviation row, so a difference can be set against the spread between seeds.
 
     python benchmarks/train_dbp15k.py [--datasets zh_en,ja_en,db15k] [--data ../shared/data]
-                                      [--train-seeds S1,S2,...] [--keep DIR [--reuse]] [-- extra train args]
+                                      [--train-seeds S1,S2,...] [--ranks N] [--keep DIR [--reuse]]
+                                      [-- extra train args]
+
+``--ranks N`` trains under ``torchrun`` with N processes on this machine (``python -m
+torch.distributed.run --standalone --nproc_per_node N -m mmalign train ...``); peak RSS is then
+the largest of one process (``ru_maxrss`` covers the launcher's waited-for children one at a
+time), not their sum.
 
 ``--reuse`` skips the ingest of a dataset whose workspace is already under ``--keep`` (to re-train
 with other options, or on a machine that has the workspaces but not the raw data: ``-- --gpu 0``).
@@ -64,9 +70,10 @@ def epoch_cell(summary: dict, key: str) -> str:
     return " + ".join(str(member[key]) for member in summary["members"])
 
 
-def threads() -> int:
-    """The thread count of the ``mmalign`` children: theirs unless OMP_NUM_THREADS says otherwise."""
-    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+def threads(ranks: int = 1) -> int:
+    """The thread count of each ``mmalign`` child: every core unless OMP_NUM_THREADS says otherwise
+    (torchrun sets it to 1 for each of several processes)."""
+    return int(os.environ.get("OMP_NUM_THREADS") or (os.cpu_count() or 1 if ranks == 1 else 1))
 
 
 def main() -> None:
@@ -76,12 +83,15 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=12345)
     parser.add_argument("--train-seeds", default="", help="comma-separated `mmalign train --seed` values (default: train's own)")
     parser.add_argument("--keep", type=Path, help="keep the workspaces and run folders under this folder (default: a temporary one)")
+    parser.add_argument("--ranks", type=int, default=1, help="processes under torchrun (default 1: plain `python -m mmalign`)")
     parser.add_argument("--reuse", action="store_true", help="skip the ingest where --keep already holds the dataset's workspace")
     parser.add_argument("extra", nargs="*", help="extra `mmalign train` arguments (after --)")
     args = parser.parse_args()
     if args.reuse and not args.keep:
         parser.error("--reuse needs --keep")
     python = [sys.executable, "-m", "mmalign"]
+    trainer = python if args.ranks == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                               "--nproc_per_node", str(args.ranks), "-m", "mmalign"]
     train_seeds = [int(seed) for seed in args.train_seeds.split(",") if seed]
     rows: list[str] = []  # table rows, one per training plus a mean ± sd row per dataset
     with tempfile.TemporaryDirectory() as scratch:
@@ -103,7 +113,7 @@ def main() -> None:
                 setting, extra = "structure only, 30% seeds", ["--names", "none"]
             runs = []
             for seed in train_seeds or [None]:
-                command = python + ["train", "--seeds", str(seeds), "--test", str(test), "-w", str(work), "-q", *extra, *args.extra]
+                command = trainer + ["train", "--seeds", str(seeds), "--test", str(test), "-w", str(work), "-q", *extra, *args.extra]
                 command += [] if seed is None else ["--seed", str(seed)]
                 print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
                 seconds, rss = child(command)
@@ -118,7 +128,7 @@ def main() -> None:
                 mean, sd = np.mean(runs, axis=0), np.std(runs, axis=0, ddof=1)
                 cells = " | ".join(f"{m:.3f} ± {d:.3f}" for m, d in zip(mean, sd))
                 rows.append(f"| {name} | {setting}, mean ± sd of {len(runs)} seeds | {cells} | | | | | |")
-    print(machine_line(precision, threads()))
+    print(machine_line(precision, threads(args.ranks)) + (f" per process · {args.ranks} processes (torchrun)" if args.ranks > 1 else ""))
     print("| dataset | setting | H@1 | H@10 | MRR | selected epoch | epochs run | s/epoch | total s | peak RSS MB |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
