@@ -128,7 +128,7 @@ def main() -> None:
                 mean, sd = np.mean(runs, axis=0), np.std(runs, axis=0, ddof=1)
                 cells = " | ".join(f"{m:.3f} ± {d:.3f}" for m, d in zip(mean, sd))
                 rows.append(f"| {name} | {setting}, mean ± sd of {len(runs)} seeds | {cells} | | | | | |")
-    print(machine_line(precision, threads(args.ranks)) + (f" per process · {args.ranks} processes (torchrun)" if args.ranks > 1 else ""))
+    print(machine_line(precision, threads(args.ranks)) + (f" · {args.ranks} processes under torchrun (threads per process)" if args.ranks > 1 else ""))
     print("| dataset | setting | H@1 | H@10 | MRR | selected epoch | epochs run | s/epoch | total s | peak RSS MB |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
