@@ -171,7 +171,9 @@ def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path,
     The concatenation averages the members' cosines; it is kept unless the last member alone
     ranks the validation pairs better (H@1, then MRR). With ``warm_start`` the last member
     learnt from the others' pseudo pairs and their errors agree, so the concatenation may only
-    dilute it. One member's embeddings are the run's as they are.
+    dilute it. Validation pairs bootstrapped from names cannot judge that (see
+    :class:`~mmalign.training.selection.Selector`): then the concatenation is kept. One
+    member's embeddings are the run's as they are.
     """
     target, csls = run_dir / EMBEDDINGS, config.selection.csls
     last = members[-1]
@@ -181,7 +183,7 @@ def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path,
     else:
         embeddings = _concatenation(members, inputs.n1)
         valid = validation_metrics(embeddings, splits, inputs.n1, csls)
-        if [last.valid["hits@1"], last.valid["mrr"]] > [valid["hits@1"], valid["mrr"]]:
+        if not splits.names_validation and [last.valid["hits@1"], last.valid["mrr"]] > [valid["hits@1"], valid["mrr"]]:
             valid, test = last.valid, last.test
         else:
             output = "concatenation"

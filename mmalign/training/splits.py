@@ -43,6 +43,12 @@ class Splits:
     """The training and validation pairs that came from names (``pairs/bootstrapped.tsv``):
     evidence, not given truth, so ``predict`` and ``link`` still decide their entities."""
 
+    @property
+    def names_validation(self) -> bool:
+        """Whether the validation pairs were bootstrapped from names (no seed file): a sample
+        chosen for agreeing names, which cannot judge the model (see ``Selector``)."""
+        return self.origin.get("source") == "names"
+
 
 def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None, valid_fraction: float, test: Path | None,
                 seed: int, skip_unknown: bool, reporter: Reporter, bootstrap: Bootstrap | None = None) -> Splits:

@@ -152,18 +152,18 @@ def test_seeds_extend_adds_pairs_that_touch_no_seed(tmp_path: Path) -> None:
     assert len(links.kg1) == len(Workspace.open(work).kg1.entities) - seed_count
 
 
-def test_selection_on_bootstrapped_validation_keeps_the_trained_weight_and_the_latest_near_best() -> None:
+def test_selection_on_bootstrapped_validation_keeps_the_trained_weight_and_the_latest() -> None:
     from mmalign.training.selection import SelectionConfig, Selector
 
     def metrics(h1: float, mrr: float) -> dict:
         return {"hits@1": h1, "mrr": mrr}
 
     plain, names = Selector(SelectionConfig()), Selector(SelectionConfig(), names_validation=True)
-    for epoch, h1 in ((10, 0.990), (20, 0.997), (30, 0.997), (40, 0.994), (50, 0.990)):
+    for epoch, h1 in ((10, 0.990), (20, 0.997), (30, 0.997), (40, 0.994), (50, 0.980)):
         plain.observe(epoch, metrics(h1, h1), None)
-        names.observe(epoch, metrics(h1, h1), None)
+        assert names.observe(epoch, metrics(h1, h1), None)  # every evaluation is the selected one
     assert plain.best_epoch == 20  # the earliest best
-    assert names.best_epoch == 40  # the latest within min_delta (0.005) of the best
+    assert names.best_epoch == 50  # the latest, however far validation drifted from its peak
     reweighted = []
     names.validate(torch.zeros(2, 2), lambda e: metrics(0.5, 0.5), lambda e, w: reweighted.append(w) or e)
     assert reweighted == []  # the trained direct weight: no weight is tried on name-picked pairs
