@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, Iterable, Iterator, TypeVar
 
 import torch
@@ -33,6 +34,11 @@ import torch.distributed as dist
 from mmalign.errors import MMAlignError
 
 T = TypeVar("T")
+
+TIMEOUT = timedelta(hours=1)
+"""How long a rank waits in a collective: the other ranks wait while rank 0 alone validates and
+searches for pseudo pairs, which on a big pair takes minutes (nccl's default is 10). A rank that
+fails ends the others sooner: torchrun stops the whole group when one process exits with an error."""
 
 
 def world_size() -> int:
@@ -101,11 +107,14 @@ def session(device: torch.device) -> Iterator[None]:
         return
     if not dist.is_available():
         raise MMAlignError("WORLD_SIZE > 1, but this torch build has no torch.distributed")
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise MMAlignError(f"WORLD_SIZE={world_size()} but {', '.join(missing)} unset: start several processes with torchrun")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", device_id=device, timeout=TIMEOUT)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=TIMEOUT)
     try:
         yield
     finally:

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from mmalign.cli import app
+from mmalign.errors import MMAlignError
 from mmalign.ingest import ingest
 from mmalign.training import distributed
 from synthetic import make_pair
@@ -53,6 +54,29 @@ def test_one_process_has_no_process_group(monkeypatch: pytest.MonkeyPatch) -> No
     assert (distributed.world_size(), distributed.rank(), distributed.is_main()) == (1, 0, True)
     assert distributed.my_chunks(3) == [0, 1, 2]
     assert distributed.broadcast_object({"x": 1}) == {"x": 1} and distributed.record() == {"world_size": 1, "backend": None}
+
+
+def test_world_size_without_a_launcher_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(MMAlignError, match="MASTER_ADDR, MASTER_PORT unset: start several processes with torchrun"):
+        with distributed.session(torch.device("cpu")):
+            pass
+
+
+def test_gpu_under_torchrun_takes_one_gpu_per_local_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert distributed.gpu_for_rank(0) == 1
+    with pytest.raises(MMAlignError, match=r"--gpu 1 under torchrun: local rank 1 needs cuda:2, but only 2 CUDA device\(s\) are visible; "
+                                           r"start at most 1 processes per node"):
+        distributed.gpu_for_rank(1)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.gpu_for_rank(1) == 1  # one process: --gpu N as always
 
 
 def _one_process(args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
