@@ -21,8 +21,9 @@ from mmalign.features.config import MissingImage, NamesMode, RelationDirection
 from mmalign.hardware import Precision
 from mmalign.model.config import Attention, Fusion, GraphLayer, ModalityScore, Paradigm
 from mmalign.model.loss import Loss
+from mmalign.report import SILENT
 from mmalign.run import resolve_run
-from mmalign.training import TrainConfig, TrainResult, resume, train
+from mmalign.training import TrainConfig, TrainResult, distributed, resume, train
 from mmalign.training.config import SETTING_PATHS, Variant, settings_file
 from mmalign.training.pseudo import PseudoPool, PseudoScore
 
@@ -64,7 +65,7 @@ def train_command(
     valid_fraction: Optional[float] = typer.Option(None, "--valid-fraction", help="Share of the seeds held out for model selection." + default("valid_fraction")),
     test: Optional[Path] = typer.Option(None, "--test", help="Test pairs: reported for the selected model, never used to select it."),
     workdir: Path = WORKDIR_OPTION,
-    gpu: Optional[int] = typer.Option(None, "--gpu", help="Train on cuda:N (default: the CPU, all cores)."),
+    gpu: Optional[int] = typer.Option(None, "--gpu", help="Train on cuda:N (default: the CPU, all cores); under torchrun, local rank r on cuda:N+r."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epoch budget per model; early stopping usually ends sooner." + default("epochs")),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed." + default("seed")),
     members: Optional[int] = typer.Option(None, "--members", help="Models trained with seeds seed, seed+1, ...; their embeddings are concatenated (1: one model, half the time)." + default("members")),
@@ -113,9 +114,13 @@ def train_command(
 ) -> None:
     """Train LoginMEA from seed pairs (a file, or bootstrapped from names); the run goes to WORKDIR/runs/<timestamp> (runs/latest)."""
     configure_compute()
-    reporter = RichReporter(quiet)
+    # Under torchrun only rank 0 reports and prints the table; the others train silently.
+    main = distributed.is_main()
+    reporter = RichReporter(quiet) if main else SILENT
     if resume_run:
-        stderr.print(result_table(resume(workdir, resolve_run(workdir, run), reporter=reporter)))
+        result = resume(workdir, resolve_run(workdir, run), reporter=reporter)
+        if main:
+            stderr.print(result_table(result))
         return
     if seeds is not None and str(seeds) == "auto":
         seeds = None
@@ -138,7 +143,8 @@ def train_command(
     if drop:
         settings = settings.override({"modalities": [m for m in settings.features.modalities if m not in set(drop)]})
     result = train(workdir, seeds, settings, valid=valid, test=test, skip_unknown=skip_unknown, reporter=reporter)
-    stderr.print(result_table(result))
+    if main:
+        stderr.print(result_table(result))
 
 
 def result_table(result: TrainResult) -> Table:

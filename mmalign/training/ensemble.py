@@ -32,6 +32,7 @@ from mmalign.hardware import PrecisionChoice
 from mmalign.model.loginmea import LoginMEA
 from mmalign.report import Reporter
 from mmalign.run import append_jsonl, atomic_save_tensors, load_embeddings, read_json
+from mmalign.training import distributed
 from mmalign.training.checkpoint import has_checkpoint, load_checkpoint, saved_pseudo_pairs
 from mmalign.training.config import TrainConfig
 from mmalign.training.inputs import Inputs
@@ -108,13 +109,16 @@ def train_members(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: 
                   device: torch.device, reporter: Reporter, *, resuming: bool, legacy_single: bool = False) -> TrainResult:
     """Train (or finish training) every member, then combine them into the run's embeddings and summary."""
     members: list[MemberResult] = []
+    main = distributed.is_main()  # under torchrun, rank 0 decides and writes; see mmalign.training.distributed
     for k in range(config.members):
         folder = member_folder(run_dir, k, legacy_single)
         label = folder.name if legacy_single else f"members/{k}"
-        if resuming and (folder / SUMMARY).is_file() and not legacy_single:
-            members.append(MemberResult.saved(folder))
+        finished = main and resuming and (folder / SUMMARY).is_file() and not legacy_single
+        if distributed.broadcast_object(finished):
+            members.append(distributed.broadcast_object(MemberResult.saved(folder) if main else None))
             continue
-        folder.mkdir(parents=True, exist_ok=True)
+        if main:
+            folder.mkdir(parents=True, exist_ok=True)
         member = dataclasses.replace(config, seed=config.seed + k)
         if config.members > 1:
             reporter.info(f"{label}: model {k + 1} of {config.members} (seed {member.seed})")
@@ -122,22 +126,23 @@ def train_members(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: 
         model = LoginMEA(member.model, [f.dim for f in inputs.features], inputs.n_entities, inputs.n_relations,
                          inputs.direct, precision.dtype).to(device)
         trainer = Trainer(model, inputs, splits, member, folder, precision, device, reporter)
-        if resuming and has_checkpoint(folder):
-            load_checkpoint(trainer)
+        if distributed.broadcast_object(resuming and main and has_checkpoint(folder)):
+            load_checkpoint(trainer)  # every rank reads it: the run folder must be where every rank sees it
             reporter.info(f"resuming {label} at epoch {trainer.epoch}")
         else:
             if resuming:
                 reporter.info(f"{label} has no checkpoint yet: starting it from epoch 0")
             if k and config.warm_start and config.pseudo.iterative:
-                trainer.pseudo.pairs = saved_pseudo_pairs(members[-1].folder)
+                trainer.pseudo.pairs = distributed.broadcast_object(saved_pseudo_pairs(members[-1].folder) if main else None)
                 reporter.info(f"{label} starts with the {len(trainer.pseudo.pairs):,} pseudo pairs members/{k - 1} ended with")
+        distributed.broadcast_parameters(model)  # one model on every rank, whatever each built or read
         epochs_run, seconds = trainer.fit()
-        members.append(_finish_member(trainer, member.seed, epochs_run, seconds))
+        members.append(distributed.broadcast_object(_finish_member(trainer, member.seed, epochs_run, seconds) if main else None))
         del trainer, model
         # The finished member's final evaluation left free pages in the heap; handed back before
         # the next member trains, so the two do not stack.
         release_freed_memory()
-    return _combine(inputs, splits, config, run_dir, members, precision)
+    return distributed.broadcast_object(_combine(inputs, splits, config, run_dir, members, precision) if main else None)
 
 
 def _finish_member(trainer: Trainer, seed: int, epochs_run: int, seconds: float) -> MemberResult:
@@ -203,6 +208,7 @@ def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path,
         "modalities": modalities,
         "skipped_modalities": skipped,
         "precision": precision.as_dict(),
+        "distributed": distributed.record(),
         "seeds": splits.origin,
         "seconds": round(result.seconds, 2),
         "seconds_per_epoch": round(result.seconds_per_epoch, 4),

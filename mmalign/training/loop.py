@@ -5,6 +5,10 @@ even chunks of at most ``batch_size`` pairs (each pair's in-batch negatives). A 
 one full-graph forward, the loss of its chunks and one backward through the model
 (``chunks_per_step`` chunks per step; 0: the whole epoch in one step, the authors' step
 structure with one backward instead of one per chunk).
+
+Under ``torchrun`` each rank computes the loss of its share of a step's chunks, the gradients
+are summed over the ranks, and rank 0 alone searches, validates and writes
+(:mod:`mmalign.training.distributed`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from mmalign.model.loginmea import LoginMEA
 from mmalign.model.loss import LOSSES
 from mmalign.report import SILENT, Reporter
 from mmalign.run import append_jsonl, atomic_save_tensors
+from mmalign.training import distributed
 from mmalign.training.checkpoint import save_checkpoint
 from mmalign.training.config import TrainConfig
 from mmalign.training.inputs import Inputs
@@ -99,9 +104,13 @@ class Trainer:
         source = table.detach().to(self.precision.dtype)
         grad = torch.zeros_like(table)
         total, start = 0.0, 0
-        for size in (len(c) for c in chunks):
+        # Under torchrun, this rank's share of the chunks; the gradients are summed after the backward.
+        mine = set(distributed.my_chunks(len(chunks)))
+        for i, size in enumerate(len(c) for c in chunks):
             chunk = local[start : start + size]
             start += size
+            if i not in mine:
+                continue
             sides = [source.index_select(0, chunk[:, side]).requires_grad_() for side in (0, 1)]
             loss = self.loss_fn(*sides, schedule.tau).float()
             loss.backward()
@@ -110,6 +119,7 @@ class Trainer:
             total += float(loss.detach())
         self.optimizer.zero_grad(set_to_none=True)
         table.backward(grad)
+        total = distributed.all_reduce_gradients(self.model.parameters(), total, self.device)
         self.optimizer.step()
         return total
 
@@ -150,22 +160,29 @@ class Trainer:
                 evaluate = self.selector.due(epoch, epochs)
                 search = self.pseudo.due(epoch)
                 embeddings = None
+                main = distributed.is_main()
                 if evaluate or search:
                     release_freed_memory()  # the search and the ranking do not stack on the steps' fragments
-                    embeddings = self.embeddings()
+                    # Rank 0 alone searches and validates; the other ranks take its pairs and metrics.
+                    embeddings = self.embeddings() if main else None
                     if search:
-                        self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities, self.splits.test)
+                        if main:
+                            self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities, self.splits.test)
+                        self.pseudo.pairs, self.pseudo.candidates = distributed.broadcast_object((self.pseudo.pairs, self.pseudo.candidates))
                 self.epoch = epoch
                 if evaluate:
-                    assert embeddings is not None
-                    metrics, weight = self.validate(embeddings)
+                    metrics, weight = distributed.broadcast_object(self.validate(embeddings) if main else None)
                     last_h1 = metrics["hits@1"]
                     extra = {} if weight is None else {"direct_weight": weight}
-                    append_jsonl(self.folder / METRICS, {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo.pairs),
-                                                         "seconds": round(time.perf_counter() - started, 2), **extra, **metrics})
-                    if self.selector.observe(epoch, metrics, weight):
-                        atomic_save_tensors(self.folder / BEST, self.model.state_dict())
-                    save_checkpoint(self)
+                    selected = self.selector.observe(epoch, metrics, weight)
+                    if main:
+                        append_jsonl(self.folder / METRICS, {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo.pairs),
+                                                             "seconds": round(time.perf_counter() - started, 2), **extra, **metrics})
+                        if selected:
+                            atomic_save_tensors(self.folder / BEST, self.model.state_dict())
+                        save_checkpoint(self)
+                if evaluate or search:
+                    distributed.sync_torch_rng()
                 if embeddings is not None:
                     del embeddings
                     release_freed_memory()  # nor the next steps on theirs

@@ -3,7 +3,8 @@
 Everything a user can get wrong (pair files, settings, the device) is checked before the
 run folder exists; the folder then holds ``config.json`` (the configuration the run computes
 with, the precision chosen and why, data hashes, versions) and ``pairs/``, and the members
-train in ``members/<k>/`` (:mod:`mmalign.training.ensemble`).
+train in ``members/<k>/`` (:mod:`mmalign.training.ensemble`). Under ``torchrun`` rank 0 alone
+creates and writes the folder (:mod:`mmalign.training.distributed`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mmalign.errors import MMAlignError
 from mmalign.hardware import PrecisionChoice, choose_precision
 from mmalign.report import SILENT, Reporter
 from mmalign.run import new_run, read_json
+from mmalign.training import distributed
 from mmalign.training.bootstrap import bootstrap_seeds
 from mmalign.training.config import TrainConfig
 from mmalign.training.ensemble import TrainResult, train_members
@@ -37,7 +39,10 @@ CONFIG_FORMAT = 2
 def run_device(config: TrainConfig) -> torch.device:
     """The run's device, checked now (a missing GPU is a user error before anything is written)."""
     device = config.compute.device
-    return resolve_device(None if device == "cpu" else int(device.split(":")[1]))
+    if device == "cpu":
+        return resolve_device(None)
+    # Under torchrun the node's processes take consecutive GPUs from the one asked for.
+    return resolve_device(distributed.gpu_for_rank(int(device.split(":")[1])))
 
 
 def train(workdir: Path, seeds: Path | None, config: TrainConfig, *, valid: Path | None = None, test: Path | None = None,
@@ -57,15 +62,19 @@ def train(workdir: Path, seeds: Path | None, config: TrainConfig, *, valid: Path
     if config.pseudo.pool is PseudoPool.TEST and splits.test is None:
         raise MMAlignError("--pseudo-pool test needs --test")
     device = run_device(config)
-    precision = choose_precision(config.compute.precision.value, device)
-    reporter.info(f"precision: {precision.chosen} ({precision.why})")
-    # The configuration saved is the one the run computes with, so a resume elsewhere repeats it.
-    config = config.override({"precision": precision.chosen})
-    run_dir = new_run(Path(workdir))
-    reporter.info(f"run folder: {run_dir}")
-    atomic_write_json(run_dir / CONFIG, _config_record(workspace, config, precision, seeds, valid, test, splits.origin))
-    write_split_files(run_dir, workspace, splits)
-    return _train(workspace, splits, config, run_dir, precision, device, reporter, resuming=False)
+    with distributed.session(device):
+        # Under torchrun every rank computed the splits and the precision (a timing probe with
+        # auto) alike, but rank 0's are the run's; rank 0 alone creates and fills the run folder.
+        splits, precision = distributed.broadcast_object((splits, choose_precision(config.compute.precision.value, device)))
+        reporter.info(f"precision: {precision.chosen} ({precision.why})")
+        # The configuration saved is the one the run computes with, so a resume elsewhere repeats it.
+        config = config.override({"precision": precision.chosen})
+        run_dir = distributed.broadcast_object(new_run(Path(workdir)) if distributed.is_main() else None)
+        reporter.info(f"run folder: {run_dir}")
+        if distributed.is_main():
+            atomic_write_json(run_dir / CONFIG, _config_record(workspace, config, precision, seeds, valid, test, splits.origin))
+            write_split_files(run_dir, workspace, splits)
+        return _train(workspace, splits, config, run_dir, precision, device, reporter, resuming=False)
 
 
 def resume(workdir: Path, run_dir: Path, *, reporter: Reporter = SILENT) -> TrainResult:
@@ -76,10 +85,12 @@ def resume(workdir: Path, run_dir: Path, *, reporter: Reporter = SILENT) -> Trai
         raise MMAlignError("the workspace's data changed since this run started; start a new run instead of resuming", path=run_dir)
     config = TrainConfig.load(saved).resolved()
     device = run_device(config)
-    precision = PrecisionChoice(**saved["precision"]) if "precision" in saved else choose_precision(config.compute.precision.value, device)
     legacy_single = "config" not in saved and config.members == 1
-    return _train(workspace, read_split_files(run_dir, workspace, saved.get("seeds_origin")), config, run_dir, precision, device, reporter,
-                  resuming=True, legacy_single=legacy_single)
+    with distributed.session(device):
+        precision = PrecisionChoice(**saved["precision"]) if "precision" in saved else choose_precision(config.compute.precision.value, device)
+        precision = distributed.broadcast_object(precision)
+        return _train(workspace, read_split_files(run_dir, workspace, saved.get("seeds_origin")), config, run_dir, precision, device, reporter,
+                      resuming=True, legacy_single=legacy_single)
 
 
 def _train(workspace: Workspace, splits: Splits, config: TrainConfig, run_dir: Path, precision: PrecisionChoice,
@@ -102,4 +113,5 @@ def _config_record(workspace: Workspace, config: TrainConfig, precision: Precisi
         "data": workspace.manifest.get("sources"),
         "versions": {"mmalign": mmalign.__version__, "torch": torch.__version__, "numpy": np.__version__},
         "threads": torch.get_num_threads(),
+        "distributed": distributed.record(),
     }
