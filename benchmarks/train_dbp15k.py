@@ -73,7 +73,7 @@ def epoch_cell(summary: dict, key: str) -> str:
 def threads(ranks: int = 1) -> int:
     """The thread count of each ``mmalign`` child: every core unless OMP_NUM_THREADS says otherwise
     (torchrun sets it to 1 for each of several processes)."""
-    return int(os.environ.get("OMP_NUM_THREADS") or (os.cpu_count() or 1 if ranks == 1 else 1))
+    return int(os.environ.get("OMP_NUM_THREADS") or ((os.cpu_count() or 1) if ranks == 1 else 1))
 
 
 def main() -> None:

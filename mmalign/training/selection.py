@@ -110,7 +110,8 @@ class Selector:
         if gained:
             self.mark = metrics["hits@1"]
         if self.names_validation:
-            self.best_score, self.best_epoch, self.output_weight = score, epoch, weight
+            self.best_score = max(self.best_score, score)  # still the best seen, as patience reads it
+            self.best_epoch, self.output_weight = epoch, weight
             return True
         if score > self.best_score:
             self.best_score, self.best_epoch, self.output_weight = score, epoch, weight
