@@ -10,6 +10,11 @@ on the embeddings of a trained model when ``--embeddings`` names a run's
 else on the untrained model's.
 
     python benchmarks/epoch_phases.py [--data ../shared/data] [--steps 3] [--before] [--embeddings FILE]
+    python benchmarks/epoch_phases.py --work WORK --seeds SEEDS --test TEST [--configs defaults]
+
+``--work`` times another ingested workspace (a synthetic pair of ``benchmarks/synthetic.py``,
+say) with its own seed and test files instead of zh_en; ``--configs`` picks configurations.
+The searches use the run's ``ann_from``, as training does.
 
 ``--before`` adds the configuration this project defaulted to until 2026-12-04: bfloat16
 products (emulated, and so slow, on CPUs without native bfloat16) and 14,000 pairs per
@@ -117,7 +122,8 @@ def child(work: Path, seeds: Path, test: Path, settings: dict, steps: int, embed
             saved = load_file(str(embeddings))
             current = torch.cat([saved["kg1"], saved["kg2"]])
         start = time.perf_counter()
-        mutual_nearest(current[left], current[right], precision=precision.chosen, csls_k=config.selection.csls)
+        mutual_nearest(current[left], current[right], precision=precision.chosen, csls_k=config.selection.csls,
+                       ann_from=config.compute.ann_from)
         times["search"].append(time.perf_counter() - start)
         start = time.perf_counter()
         trainer.validate(current)
@@ -126,6 +132,7 @@ def child(work: Path, seeds: Path, test: Path, settings: dict, steps: int, embed
     out.update({phase: times[phase][0] for phase in ("embeddings", "search", "validation")})
     out["pairs"] = len(trainer._epoch_pairs())
     out["precision"] = precision.chosen
+    out["entities"] = inputs.n_entities
     return out
 
 
@@ -135,6 +142,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--before", action="store_true", help="also time the bf16 configuration of before 2026-12-04")
     parser.add_argument("--embeddings", type=Path, help="a trained run's members/0/embeddings.safetensors for the search")
+    parser.add_argument("--work", type=Path, help="an ingested workspace to time instead of zh_en (with --seeds, --test)")
+    parser.add_argument("--seeds", type=Path)
+    parser.add_argument("--test", type=Path)
+    parser.add_argument("--configs", default=None, help=f"configurations to time, comma-separated ({', '.join(CONFIGS)})")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -146,21 +157,36 @@ def main() -> None:
     from mmalign.machine import machine_line
 
     names = [name for name in CONFIGS if args.before or name != "before"]
-    rows = {}
+    if args.configs:
+        names = args.configs.split(",")
+        unknown = sorted(set(names) - set(CONFIGS))
+        if unknown:
+            parser.error(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
+    if args.work and not (args.seeds and args.test):
+        parser.error("--work needs --seeds and --test")
+    rows, peaks = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "work"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        subprocess.run([sys.executable, "-m", "mmalign", "ingest", str(args.data / "dbp15k" / "zh_en"), "-w", str(work), "-q"], check=True, env=env)
-        seeds, test = random_split(work / "links.tsv", 0.3, 12345, Path(tmp))
+        if args.work:
+            work, seeds, test = args.work, args.seeds, args.test
+        else:
+            work = Path(tmp) / "work"
+            subprocess.run([sys.executable, "-m", "mmalign", "ingest", str(args.data / "dbp15k" / "zh_en"), "-w", str(work), "-q"], check=True, env=env)
+            seeds, test = random_split(work / "links.tsv", 0.3, 12345, Path(tmp))
         for name in names:
             settings, extra_env = CONFIGS[name]
             steps = 1 if name == "before" else args.steps  # an emulated-bf16 step takes about a minute here
             spec = {"work": str(work), "seeds": str(seeds), "test": str(test), "settings": settings, "steps": steps,
                     "embeddings": str(args.embeddings) if args.embeddings else None}
             print(f"timing {name} ...", file=sys.stderr, flush=True)
-            done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True, capture_output=True, text=True,
-                                  env={**env, **extra_env})
-            rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            process = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE, text=True,
+                                       env={**env, **extra_env})
+            out = process.stdout.read()
+            _, status, usage = os.wait4(process.pid, 0)
+            if status:
+                sys.exit(f"the {name} child failed (status {status})")
+            rows[name] = json.loads(out.strip().splitlines()[-1])
+            peaks[name] = usage.ru_maxrss / 1024  # KiB on Linux
     print(machine_line(", ".join(f"{name}: {row['precision']}" for name, row in rows.items()), threads()))
     print(f"| phase (seconds) | {' | '.join(names)} |")
     print(f"| --- | {' | '.join('---:' for _ in names)} |")
@@ -169,6 +195,8 @@ def main() -> None:
         print(f"| {phase}{note} | {' | '.join(f'{rows[name][phase]:.2f}' for name in names)} |")
     pairs = " | ".join(f"{rows[name]['pairs']:,}" for name in names)
     print(f"| pairs in the epoch's loss | {pairs} |")
+    print(f"| peak RSS (MB) | {' | '.join(f'{peaks[name]:,.0f}' for name in names)} |")
+    print(f"\n{rows[names[0]]['entities']:,} entities in all ({args.work or 'DBP15K zh_en'})")
 
 
 if __name__ == "__main__":
