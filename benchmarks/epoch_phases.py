@@ -10,10 +10,10 @@ on the embeddings of a trained model when ``--embeddings`` names a run's
 else on the untrained model's.
 
     python benchmarks/epoch_phases.py [--data ../shared/data] [--steps 3] [--before] [--embeddings FILE]
-    python benchmarks/epoch_phases.py --work WORK --seeds SEEDS --test TEST [--configs defaults]
+    python benchmarks/epoch_phases.py --work WORK --seeds SEEDS --test TEST [--config defaults]
 
 ``--work`` times another ingested workspace (a synthetic pair of ``benchmarks/synthetic.py``,
-say) with its own seed and test files instead of zh_en; ``--configs`` picks configurations.
+say) with its own seed and test files instead of zh_en; ``--config NAME`` picks configurations.
 The searches use the run's ``ann_from``, as training does.
 
 ``--before`` adds the configuration this project defaulted to until 2026-12-04: bfloat16
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="an ingested workspace to time instead of zh_en (with --seeds, --test)")
     parser.add_argument("--seeds", type=Path)
     parser.add_argument("--test", type=Path)
-    parser.add_argument("--configs", default=None, help=f"configurations to time, comma-separated ({', '.join(CONFIGS)})")
+    parser.add_argument("--config", action="append", choices=list(CONFIGS), help="a configuration to time (repeatable; default: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -157,11 +157,8 @@ def main() -> None:
     from mmalign.machine import machine_line
 
     names = [name for name in CONFIGS if args.before or name != "before"]
-    if args.configs:
-        names = args.configs.split(",")
-        unknown = sorted(set(names) - set(CONFIGS))
-        if unknown:
-            parser.error(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
+    if args.config:
+        names = args.config
     if args.work and not (args.seeds and args.test):
         parser.error("--work needs --seeds and --test")
     rows, peaks = {}, {}
