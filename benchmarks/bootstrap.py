@@ -24,8 +24,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from children import run_child  # noqa: E402  (benchmarks/children.py: a child's wall s and peak RSS)
 from names import DATA, ENCODERS  # noqa: E402  (the encoder specs of the names benchmark)
-from train_dbp15k import child, epoch_cell, machine_line, threads  # noqa: E402  (the same child runner and cells)
+from train_dbp15k import epoch_cell, machine_line, threads  # noqa: E402  (the same cells)
 
 DEFAULT_ENCODERS = "zh_en=char+sbert,ja_en=char+sbert,db15k=char"
 
@@ -65,24 +66,24 @@ def main() -> None:
             folder.mkdir(parents=True, exist_ok=True)
             if dataset == "db15k":
                 base = args.data / "db15k-fb15k237"
-                child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
+                run_child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
                 gold = base / "links.tsv"
             else:
-                child(python + ["ingest", str(args.data / "dbp15k" / dataset), "-w", str(work), "-q"])
+                run_child(python + ["ingest", str(args.data / "dbp15k" / dataset), "-w", str(work), "-q"])
                 gold = work / "links.tsv"
             spec = ENCODERS[encoders[dataset]]
             names = ["--names", "recorded+iri", "--name-encoder", spec]
             if "sbert" in spec:
-                child(python + ["features", "names", "-w", str(work), *names, "-q"])
+                run_child(python + ["features", "names", "-w", str(work), *names, "-q"])
             command = python + ["train", "-w", str(work), "--test", str(gold), "-q", *names, *args.extra]
             print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
-            wall, rss = child(command)
+            trained = run_child(command)
             run = (work / "runs" / "latest").resolve()
             summary = json.loads((run / "summary.json").read_text())
             precision = f"{summary['precision']['requested']} -> {summary['precision']['chosen']}"
             seeds = summary["seeds"]
             measured, known, known_count = gold_precision(run, gold)
-            rows.append((dataset, encoders[dataset], seeds, measured, known, known_count, summary, wall, rss))
+            rows.append((dataset, encoders[dataset], seeds, measured, known, known_count, summary, trained.seconds, trained.peak_mb))
             print(json.dumps({"dataset": dataset, "h@1": summary["test"]["hits@1"], "seeds": seeds}), file=sys.stderr, flush=True)
     print(machine_line(precision, threads()))
     print("| dataset | names | bootstrapped pairs | margin | estimated precision | gold precision (all / with a gold entity) "

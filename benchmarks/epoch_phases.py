@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from children import run_child  # noqa: E402  (benchmarks/children.py: a child's wall s and peak RSS)
 from train_dbp15k import random_split, threads  # noqa: E402  (the benchmark's own split)
 
 CONFIGS = {
@@ -163,12 +163,11 @@ def main() -> None:
         parser.error("--work needs --seeds and --test")
     rows, peaks = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         if args.work:
             work, seeds, test = args.work, args.seeds, args.test
         else:
             work = Path(tmp) / "work"
-            subprocess.run([sys.executable, "-m", "mmalign", "ingest", str(args.data / "dbp15k" / "zh_en"), "-w", str(work), "-q"], check=True, env=env)
+            run_child([sys.executable, "-m", "mmalign", "ingest", str(args.data / "dbp15k" / "zh_en"), "-w", str(work), "-q"])
             seeds, test = random_split(work / "links.tsv", 0.3, 12345, Path(tmp))
         for name in names:
             settings, extra_env = CONFIGS[name]
@@ -176,14 +175,9 @@ def main() -> None:
             spec = {"work": str(work), "seeds": str(seeds), "test": str(test), "settings": settings, "steps": steps,
                     "embeddings": str(args.embeddings) if args.embeddings else None}
             print(f"timing {name} ...", file=sys.stderr, flush=True)
-            process = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE, text=True,
-                                       env={**env, **extra_env})
-            out = process.stdout.read()
-            _, status, usage = os.wait4(process.pid, 0)
-            if status:
-                sys.exit(f"the {name} child failed (status {status})")
-            rows[name] = json.loads(out.strip().splitlines()[-1])
-            peaks[name] = usage.ru_maxrss / 1024  # KiB on Linux
+            measured = run_child([sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE, env=extra_env)
+            rows[name] = json.loads(measured.stdout.strip().splitlines()[-1])
+            peaks[name] = measured.peak_mb
     print(machine_line(", ".join(f"{name}: {row['precision']}" for name, row in rows.items()), threads()))
     print(f"| phase (seconds) | {' | '.join(names)} |")
     print(f"| --- | {' | '.join('---:' for _ in names)} |")

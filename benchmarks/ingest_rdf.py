@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from ingest import run  # noqa: E402  (benchmarks/ingest.py: the same child runner, wall s and peak RSS)
+from children import Measured, run_child  # noqa: E402  (benchmarks/children.py: a child's wall s, peak RSS, CPU s)
 
 from mmalign.machine import machine_line  # noqa: E402
 
@@ -68,10 +68,10 @@ def write_ntriples(path: Path, triples: int, seed: int = 0) -> None:
         out.writelines(lines)
 
 
-def ingest(kg1: Path, kg2: Path, work: Path) -> tuple[float, float, float]:
+def ingest(kg1: Path, kg2: Path, work: Path) -> Measured:
     command = [sys.executable, "-m", "mmalign", "ingest", str(kg1), str(kg2), "-w", str(work), "-q"]
     print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
-    return run(command)
+    return run_child(command)
 
 
 def main() -> None:
@@ -96,12 +96,12 @@ def main() -> None:
         print(f"files written in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
         load = os.getloadavg()
-        _, base_rss, _ = ingest(paths["tiny"], paths["kg2"], folder / "work-base")
+        base_rss = ingest(paths["tiny"], paths["kg2"], folder / "work-base").peak_mb
         rows = []
         for name, kg1, path in (("plain", paths["kg1"], plain), ("gzip", paths["kg1-gz"], packed)):
-            seconds, peak, cpu = ingest(kg1, paths["kg2"], folder / f"work-{name}")
+            measured = ingest(kg1, paths["kg2"], folder / f"work-{name}")
             shutil.rmtree(folder / f"work-{name}")
-            rows.append((name, path.stat().st_size / 2**20, seconds, cpu, peak))
+            rows.append((name, path.stat().st_size / 2**20, measured.seconds, measured.cpu_seconds, measured.peak_mb))
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)

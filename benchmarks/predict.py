@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from children import run_child  # noqa: E402  (benchmarks/children.py: a child's wall s, peak RSS, CPU s)
+
 
 def one_size(n: int, dim: int, csls_k: int, backend: str) -> dict[str, object]:
     """Search in this process (called in a fresh subprocess per size)."""
@@ -76,14 +78,9 @@ def whole_command(workdir: Path, run: Path, csls_k: int) -> tuple[float, float, 
     with tempfile.NamedTemporaryFile("w", suffix=".tsv") as out:
         command = [sys.executable, "-m", "mmalign", "predict", "-q", "-w", str(workdir), "--run", str(run),
                    "--top-k", "10", "--csls", str(csls_k)]
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        if status:
-            raise SystemExit(f"mmalign predict failed ({status})")
+        measured = run_child(command, stdout=out)
         lines = sum(1 for _ in open(out.name, encoding="utf-8"))
-    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, lines
+    return measured.seconds, measured.cpu_seconds, measured.peak_mb, lines
 
 
 def fake_run(workdir: Path, dim: int) -> Path:

@@ -43,7 +43,7 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from ingest import run  # noqa: E402  (benchmarks/ingest.py: the child runner, wall s, peak RSS, CPU s)
+from children import Measured, run_child  # noqa: E402  (benchmarks/children.py: a child's wall s, peak RSS, CPU s)
 from synthetic import FORMATS, parse_count  # noqa: E402
 
 GOALS = {10**6: (300.0, 16 * 1024.0)}
@@ -77,47 +77,47 @@ def megabytes(path: Path) -> float:
     return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file()) / 2**20
 
 
-def child(row: Row, command: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[float, float, float]:
+def child(row: Row, command: list[str], stdout: Any = subprocess.DEVNULL) -> Measured:
     """Run one stage's command (logged to stderr; its stdout to ``stdout``); wall s, peak RSS MB, CPU s."""
     print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
-    return run(command, stdout=stdout)
+    return run_child(command, stdout=stdout)
 
 
 def generate(row: Row) -> None:
     command = [sys.executable, str(ROOT / "benchmarks" / "synthetic.py"), str(row.data),
                "--entities", str(row.entities), "--format", row.format] + ["--names"] * row.names  # fmt: skip
-    seconds, peak, _ = child(row, command)
+    measured = child(row, command)
     counts = json.loads((row.data / "synthetic.json").read_text())["counts"]
     row.cells["relation triples (KG1 + KG2)"] = f"{counts['kg1']['relation_triples'] + counts['kg2']['relation_triples']:,}"
     row.cells["input MB"] = f"{megabytes(row.data / 'kg1') + megabytes(row.data / 'kg2'):,.0f}"
-    row.cells["generate s"] = f"{seconds:.1f}"
-    row.cells["generate peak MB"] = f"{peak:,.0f}"
+    row.cells["generate s"] = f"{measured.seconds:.1f}"
+    row.cells["generate peak MB"] = f"{measured.peak_mb:,.0f}"
 
 
 def ingest(row: Row) -> None:
     command = [sys.executable, "-m", "mmalign", "ingest", str(row.data / "kg1"), str(row.data / "kg2"), "-w", str(row.work), "-q"]
-    seconds, peak, cpu = child(row, command)
-    row.cells["ingest s"] = f"{seconds:.1f}"
-    row.cells["ingest CPU s"] = f"{cpu:.1f}"
-    row.cells["ingest peak MB"] = f"{peak:,.0f}"
+    measured = child(row, command)
+    row.cells["ingest s"] = f"{measured.seconds:.1f}"
+    row.cells["ingest CPU s"] = f"{measured.cpu_seconds:.1f}"
+    row.cells["ingest peak MB"] = f"{measured.peak_mb:,.0f}"
     row.cells["workspace MB"] = f"{megabytes(row.work):,.0f}"
     if row.entities in GOALS:
         goal_s, goal_mb = GOALS[row.entities]
-        met = "met" if seconds <= goal_s and peak <= goal_mb else "MISSED"
+        met = "met" if measured.seconds <= goal_s and measured.peak_mb <= goal_mb else "MISSED"
         row.cells["ingest goal"] = f"≤ {goal_s:.0f} s, ≤ {goal_mb:,.0f} MB: {met}"
 
 
 def train(row: Row) -> None:
     command = [sys.executable, "-m", "mmalign", "train", "--seeds", str(row.data / "seeds.tsv"), "--test", str(row.data / "test.tsv"),
                "-w", str(row.work), "-q", *row.train_args]  # fmt: skip
-    seconds, peak, _ = child(row, command)
+    measured = child(row, command)
     summary = json.loads((row.work / "runs" / "latest" / "summary.json").read_text())
     members = summary["members"]
     row.precision = f"{summary['precision']['requested']} -> {summary['precision']['chosen']}"
-    row.cells["train s"] = f"{seconds:,.0f}"
+    row.cells["train s"] = f"{measured.seconds:,.0f}"
     row.cells["s/epoch"] = f"{summary['seconds_per_epoch']:.2f}"
     row.cells["selected / run epochs"] = " + ".join(f"{m['selected_epoch']}/{m['epochs_run']}" for m in members)
-    row.cells["train peak MB"] = f"{peak:,.0f}"
+    row.cells["train peak MB"] = f"{measured.peak_mb:,.0f}"
     row.cells["test H@1"] = f"{summary['test']['hits@1']:.3f}"
 
 
@@ -125,9 +125,9 @@ def predict(row: Row) -> None:
     out = row.folder / "pairs.tsv"
     command = [sys.executable, "-m", "mmalign", "predict", "--top-k", "10", "-w", str(row.work), "-q"]
     with out.open("w", encoding="utf-8") as stdout:
-        seconds, peak, _ = child(row, command, stdout)
-    row.cells["predict top-10 s"] = f"{seconds:,.1f}"
-    row.cells["predict peak MB"] = f"{peak:,.0f}"
+        measured = child(row, command, stdout)
+    row.cells["predict top-10 s"] = f"{measured.seconds:,.1f}"
+    row.cells["predict peak MB"] = f"{measured.peak_mb:,.0f}"
     row.cells["predicted KG1 entities"] = f"{predicted_entities(out):,}"
 
 
@@ -191,7 +191,7 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    from train_dbp15k import machine_line, threads  # torch only now, or it would count in every child's peak (see run)
+    from train_dbp15k import machine_line, threads  # torch only now, or it would count in every child's peak (see children.py)
 
     precision = next((row.precision for row in rows if row.precision), None)
     print(machine_line(precision, threads()) if precision else machine_line(threads=threads()))

@@ -30,29 +30,17 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from children import run_child  # noqa: E402  (benchmarks/children.py: a child's wall s and peak RSS)
 from mmalign.machine import machine_line  # noqa: E402  (the checkout's, not an installed copy)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def child(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process; stops the benchmark if it fails."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {shlex.join(command)}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
 def random_split(links: Path, share: float, seed: int, out: Path) -> tuple[Path, Path]:
@@ -103,12 +91,12 @@ def main() -> None:
             if name == "db15k":
                 base = args.data / "db15k-fb15k237"
                 if not ingested:
-                    child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
+                    run_child(python + ["ingest", str(base / "kg1-dbpedia"), str(base / "kg2-freebase"), "-w", str(work), "-q"])
                 seeds, test, setting = base / "splits" / "seed20.tsv", base / "splits" / "test20.tsv", "rel+attr, 20% seeds"
                 extra = ["--names", "none"]  # names are on by default; this row is relations + attributes
             else:
                 if not ingested:
-                    child(python + ["ingest", str(args.data / "dbp15k" / name), "-w", str(work), "-q"])
+                    run_child(python + ["ingest", str(args.data / "dbp15k" / name), "-w", str(work), "-q"])
                 seeds, test = random_split(work / "links.tsv", 0.3, args.split_seed, folder)
                 setting, extra = "structure only, 30% seeds", ["--names", "none"]
             runs = []
@@ -116,14 +104,14 @@ def main() -> None:
                 command = trainer + ["train", "--seeds", str(seeds), "--test", str(test), "-w", str(work), "-q", *extra, *args.extra]
                 command += [] if seed is None else ["--seed", str(seed)]
                 print(f"$ {shlex.join(command)}", file=sys.stderr, flush=True)
-                seconds, rss = child(command)
+                measured = run_child(command)
                 summary = json.loads((work / "runs" / "latest" / "summary.json").read_text())
                 precision = f"{summary['precision']['requested']} -> {summary['precision']['chosen']}"
                 test_metrics = summary["test"]
                 runs.append((test_metrics["hits@1"], test_metrics["hits@10"], test_metrics["mrr"]))
                 label = setting if seed is None else f"{setting}, seed {seed}"
                 rows.append(f"| {name} | {label} | {runs[-1][0]:.3f} | {runs[-1][1]:.3f} | {runs[-1][2]:.3f} | {epoch_cell(summary, 'selected_epoch')} "
-                            f"| {epoch_cell(summary, 'epochs_run')} | {summary['seconds_per_epoch']:.2f} | {seconds:.0f} | {rss:.0f} |")
+                            f"| {epoch_cell(summary, 'epochs_run')} | {summary['seconds_per_epoch']:.2f} | {measured.seconds:.0f} | {measured.peak_mb:.0f} |")
             if len(runs) > 1:
                 mean, sd = np.mean(runs, axis=0), np.std(runs, axis=0, ddof=1)
                 cells = " | ".join(f"{m:.3f} ± {d:.3f}" for m, d in zip(mean, sd))
