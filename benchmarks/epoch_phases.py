@@ -43,6 +43,8 @@ CONFIGS = {
     "before": ({"precision": "bf16", "max_pairs": 14000}, {}),
     "fp32, 14,000 pairs": ({"precision": "fp32", "max_pairs": 14000}, {}),
     "defaults": ({}, {}),
+    # The searches exact at every size (the defaults go approximate from ann_from entities a side).
+    "exact search": ({"ann_from": 0}, {}),
 }
 PHASES = ("forward", "loss", "backward", "optimizer", "step", "embeddings", "search", "validation")
 
