@@ -51,6 +51,10 @@ class BootstrapConfig(Section):
     seed_precision: float = 0.95
     # With a seed file: add the bootstrapped pairs whose entities no seed or validation pair holds.
     seeds_extend: bool = False
+    # With no seed file and several members, each member trains on its own share of the
+    # bootstrapped pairs and meets the rest as candidates for pseudo pairs, so a wrong pair is
+    # learnt by one member only (docs/benchmarks.md).
+    cross_fit: bool = True
 
     def check(self) -> None:
         if not 0 < self.seed_precision < 1:

@@ -125,7 +125,10 @@ def train_members(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: 
         seed_everything(member.seed)
         model = LoginMEA(member.model, [f.dim for f in inputs.features], inputs.n_entities, inputs.n_relations,
                          inputs.direct, precision.dtype).to(device)
-        trainer = Trainer(model, inputs, splits, member, folder, precision, device, reporter)
+        own = member_splits(splits, config, k)
+        if len(own.train) < len(splits.train):
+            reporter.info(f"{label} trains on its share of the bootstrapped seed pairs: {len(own.train):,} of {len(splits.train):,} (cross_fit)")
+        trainer = Trainer(model, inputs, own, member, folder, precision, device, reporter)
         if distributed.broadcast_object(resuming and main and has_checkpoint(folder)):
             load_checkpoint(trainer)  # every rank reads it: the run folder must be where every rank sees it
             reporter.info(f"resuming {label} at epoch {trainer.epoch}")
@@ -143,6 +146,13 @@ def train_members(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: 
         # the next member trains, so the two do not stack.
         release_freed_memory()
     return distributed.broadcast_object(_combine(inputs, splits, config, run_dir, members, precision) if main else None)
+
+
+def member_splits(splits: Splits, config: TrainConfig, k: int) -> Splits:
+    """The splits member ``k`` trains on: all of them, or its share of bootstrapped seeds (``cross_fit``)."""
+    if config.members > 1 and config.bootstrap.cross_fit and splits.names_validation:
+        return splits.member_share(k, config.members, config.seed)
+    return splits
 
 
 def _finish_member(trainer: Trainer, seed: int, epochs_run: int, seconds: float) -> MemberResult:

@@ -7,6 +7,7 @@ a resumed run, ``predict`` and ``evaluate`` see exactly the pairs the run used.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,18 @@ class Splits:
         """Whether the validation pairs were bootstrapped from names (no seed file): a sample
         chosen for agreeing names, which cannot judge the model (see ``Selector``)."""
         return self.origin.get("source") == "names"
+
+    def member_share(self, k: int, members: int, seed: int) -> "Splits":
+        """Member ``k``'s splits when ``members`` models cross-fit bootstrapped seeds: every
+        ``members``-th of the training pairs, in an order drawn from ``seed``.
+
+        A model memorises its seed pairs, wrong ones included; the pairs it did not train on
+        it judges afresh and, where right, finds again as pseudo pairs. Each member thus
+        corrects the others' share of the bootstrap's errors (docs/benchmarks.md).
+        """
+        order = np.random.default_rng(seed).permutation(len(self.train))
+        share = np.sort(order[k::members])
+        return dataclasses.replace(self, train=self.train[share])
 
 
 def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None, valid_fraction: float, test: Path | None,

@@ -167,3 +167,34 @@ def test_selection_on_bootstrapped_validation_keeps_the_trained_weight_and_the_l
     reweighted = []
     names.validate(torch.zeros(2, 2), lambda e: metrics(0.5, 0.5), lambda e, w: reweighted.append(w) or e)
     assert reweighted == []  # the trained direct weight: no weight is tried on name-picked pairs
+
+
+def test_cross_fit_gives_each_member_its_own_share_of_bootstrapped_seeds() -> None:
+    from mmalign.training.ensemble import member_splits
+    from mmalign.training.splits import Splits
+
+    train_pairs = np.stack([np.arange(101), np.arange(101) + 200], axis=1)
+    bootstrapped = Splits(train_pairs, train_pairs[:0], None, {"source": "names"})
+    config = TrainConfig.build({"members": 3})
+    shares = [member_splits(bootstrapped, config, k).train for k in range(3)]
+    together = np.concatenate(shares)
+    assert sorted(map(len, shares)) == [33, 34, 34]
+    assert len(np.unique(together[:, 0])) == 101 and np.array_equal(np.unique(together, axis=0), train_pairs)
+    # Drawn from the run's seed: a resumed run trains each member on the same share.
+    assert np.array_equal(member_splits(bootstrapped, config, 1).train, shares[1])
+    assert not np.array_equal(member_splits(bootstrapped, config.override({"seed": 7}), 1).train, shares[1])
+    # A seed file's pairs are given truth, one member has nothing to share, and the setting turns it off.
+    given = Splits(train_pairs, train_pairs[:0], None, {"source": "file"})
+    assert len(member_splits(given, config, 0).train) == 101
+    assert len(member_splits(bootstrapped, config.override({"members": 1}), 0).train) == 101
+    assert len(member_splits(bootstrapped, config.override({"cross_fit": False}), 0).train) == 101
+
+
+def test_members_cross_fit_bootstrapped_seeds_in_a_run(tmp_path: Path) -> None:
+    pair, work, _ = named_pair(tmp_path)
+    short = [a for a in SHORT if a not in ("--members", "1", "-q")]
+    result = CliRunner().invoke(app, ["train", "-w", str(work), "--members", "2", *short])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("share of the bootstrapped seed pairs") == 2
+    config = json.loads((work / "runs" / "latest" / "config.json").read_text())
+    assert config["config"]["bootstrap"]["cross_fit"] is True
