@@ -47,6 +47,42 @@ def gold_precision(run: Path, gold: Path) -> tuple[float, float, int]:
     return sum(right) / len(found), sum(known) / max(len(known), 1), len(known)
 
 
+GROUPS = ("in a right bootstrapped training pair", "in a wrong bootstrapped training pair", "in a validation pair",
+          "not bootstrapped")
+
+
+def test_breakdown(work: Path, run: Path) -> dict[str, tuple[int, int]]:
+    """Test pairs (all gold) and how many the run ranks first, by what the bootstrap made of their KG1 entity.
+
+    Shows where the errors are: a model memorises its training pairs, wrong ones included,
+    while entities that names do not pair are left to the structure and pseudo-labelling.
+    """
+    import torch
+
+    from mmalign.evaluation import gold_targets, rank_pairs
+    from mmalign.run import load_embeddings
+    from mmalign.training.config import load_run_config
+    from mmalign.training.splits import read_split_files
+    from mmalign.workspace import Workspace
+
+    splits = read_split_files(run, Workspace.open(work))
+    kg1, kg2 = load_embeddings(run)
+    embeddings = torch.cat([kg1, kg2])
+    right = rank_pairs(embeddings, embeddings, splits.test, gold_targets(splits.test),
+                       csls_k=load_run_config(run).selection.csls).numpy() == 1
+    trained = dict(splits.train.tolist())
+    validation = set(splits.valid[:, 0].tolist())
+    counts = {group: [0, 0] for group in GROUPS}
+    for (kg1_id, kg2_id), ok in zip(splits.test.tolist(), right):
+        if kg1_id in trained:
+            group = GROUPS[0] if trained[kg1_id] == kg2_id else GROUPS[1]
+        else:
+            group = GROUPS[2] if kg1_id in validation else GROUPS[3]
+        counts[group][0] += 1
+        counts[group][1] += int(ok)
+    return {group: (n, ok) for group, (n, ok) in counts.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="zh_en,db15k")
@@ -57,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     encoders = dict(item.split("=", 1) for item in args.encoders.split(","))
     python = [sys.executable, "-m", "mmalign"]
-    rows = []
+    rows, breakdowns = [], {}
     precision = "auto"
     with tempfile.TemporaryDirectory() as scratch:
         for dataset in args.datasets.split(","):
@@ -83,6 +119,7 @@ def main() -> None:
             precision = f"{summary['precision']['requested']} -> {summary['precision']['chosen']}"
             seeds = summary["seeds"]
             measured, known, known_count = gold_precision(run, gold)
+            breakdowns[dataset] = test_breakdown(work, run)
             rows.append((dataset, encoders[dataset], seeds, measured, known, known_count, summary, trained.seconds, trained.peak_mb))
             print(json.dumps({"dataset": dataset, "h@1": summary["test"]["hits@1"], "seeds": seeds}), file=sys.stderr, flush=True)
     print(machine_line(precision, threads()))
@@ -95,6 +132,11 @@ def main() -> None:
               f"{measured:.3f} / {known:.3f} ({known_count:,}) | {test['hits@1']:.3f} | {test['hits@10']:.3f} | {test['mrr']:.3f} | "
               f"{epoch_cell(summary, 'selected_epoch')} | {epoch_cell(summary, 'epochs_run')} | {summary['seconds_per_epoch']:.2f} | "
               f"{wall:.0f} | {rss:.0f} |")
+    print("\n| dataset | test pairs whose KG1 entity is | pairs | ranked first |")
+    print("| --- | --- | ---: | ---: |")
+    for dataset, groups in breakdowns.items():
+        for group, (n, ok) in groups.items():
+            print(f"| {dataset} | {group} | {n:,} | {ok:,} ({ok / max(n, 1):.3f}) |")
     print(f"\nextra train args: {shlex.join(args.extra) or '(none)'}")
 
 
