@@ -48,7 +48,7 @@ class Trainer:
         schedule = config.schedule
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
         self.loss_fn = LOSSES[schedule.loss]
-        self.pseudo = PseudoLabeller(config.pseudo, config.selection.csls, precision.chosen, config.compute.ann_from, reporter)
+        self.pseudo = PseudoLabeller(config.pseudo, config.selection.csls, precision.chosen, config.compute.pseudo_ann_from, reporter)
         self.selector = Selector(config.selection, names_validation=splits.names_validation)
         self.generator = np.random.default_rng(config.seed)
         self.epoch = 0

@@ -395,3 +395,14 @@ def test_pseudo_pool_test_searches_only_test_entities(workspace) -> None:
     assert len(pseudo)
     assert set(pseudo[:, 0]) <= {left[a] for a, _ in test_keys}
     assert set(pseudo[:, 1]) <= {right[b] + n1 for _, b in test_keys}
+
+
+def test_the_pseudo_pair_search_has_its_own_ann_threshold(workspace) -> None:
+    """``pseudo_ann_from``, not ``ann_from``, decides whether the pseudo-pair search goes approximate."""
+    trainer, _ = _trainer(workspace, ann_from=1, pseudo_ann_from=0)
+    assert trainer.pseudo.ann_from == 0
+    trainer, _ = _trainer(workspace, ann_from=0, pseudo_ann_from=7)
+    assert trainer.pseudo.ann_from == 7
+    assert TrainConfig.build({}).compute.pseudo_ann_from > TrainConfig.build({}).compute.ann_from
+    with pytest.raises(MMAlignError, match="pseudo-ann-from must be at least 0, got -1"):
+        TrainConfig.build({"pseudo_ann_from": -1})
