@@ -19,7 +19,8 @@ the mean of candidate j's ``csls_k`` largest cosines over the queries.
   (``mutual``).
 - :func:`one_to_one`: a greedy, stable 1:1 matching from top-k lists (``matching``).
 
-Above a size (``ann_from`` rows on both sides, the setting ``compute.ann_from``) :func:`topk`
+Above a size (``ann_from`` rows on both sides: the settings ``compute.ann_from`` for
+``predict`` and ``link``, ``compute.pseudo_ann_from`` for the pseudo-pair search) :func:`topk`
 and :func:`mutual_nearest` read approximate lists from a faiss HNSW graph (``ann``), whose
 recall against exact search they measure on a sample and report. :func:`rank_of_targets`
 stays exact at every size: validation ranks few queries, O(queries × N).
