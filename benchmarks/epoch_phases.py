@@ -160,9 +160,7 @@ def main() -> None:
         return
     from mmalign.machine import machine_line
 
-    names = [name for name in CONFIGS if args.before or name != "before"]
-    if args.config:
-        names = args.config
+    names = args.config or [name for name in CONFIGS if args.before or name != "before"]
     if args.work and not (args.seeds and args.test):
         parser.error("--work needs --seeds and --test")
     rows, peaks = {}, {}

@@ -147,22 +147,23 @@ class TrainConfig(Section):
 
         Runs written before this configuration existed keep a flat ``options`` dict with
         older names; settings added since then take the value that run had, where that
-        differs from today's default (:data:`BEFORE_SETTING`).
+        differs from today's default (:data:`BEFORE_SETTING`, then :func:`_as_it_trained` for
+        those added since the nested configuration, which both kinds of file lack).
         """
         if "config" in saved:
             return cls.from_dict(_as_it_trained(saved["config"]))
         old = dict(saved["options"])
         flat = {**BEFORE_SETTING, **{LEGACY_NAMES.get(k, k): v for k, v in old.items()}}
         flat.setdefault("direct_dim", old.get("dim", ModelConfig.direct_dim))  # was tied to dim
-        return cls.build(flat, where=" in an older run's config.json")
+        return cls.from_dict(_as_it_trained(nest(flat, SETTING_PATHS, " in an older run's config.json")))
 
 
 def _as_it_trained(saved: Mapping[str, Any]) -> dict[str, Any]:
-    """A saved nested configuration with the settings added since filled in as that run trained.
+    """A saved configuration (nested) with the settings added since filled in as that run trained.
 
     ``from_dict`` fills a missing setting with today's default; these two changed what a run
-    does, so a run saved before them resumes without them: members trained on every
-    bootstrapped pair, and the pseudo-pair search went approximate from ``ann_from``.
+    does, so a run saved before them (nested or flat) resumes without them: members trained
+    on every bootstrapped pair, and the pseudo-pair search went approximate from ``ann_from``.
     """
     data = {key: dict(value) if isinstance(value, Mapping) else value for key, value in saved.items()}
     data.setdefault("bootstrap", {}).setdefault("cross_fit", False)
@@ -179,8 +180,7 @@ LEGACY_NAMES = {"il_start": "start", "il_check": "check_every", "il_window": "wi
 """Setting names of run folders written before the nested configuration, where they differ."""
 
 BEFORE_SETTING = {"refresh": False, "relation_direction": "merged", "members": 1, "precision": "bf16",
-                  "warm_start": False, "max_pairs": 0, "min_delta": 0.0, "cross_fit": False,
-                  "pseudo_ann_from": ComputeConfig.ann_from}
+                  "warm_start": False, "max_pairs": 0, "min_delta": 0.0}
 """What runs saved before a setting existed did, where that differs from today's default."""
 
 
