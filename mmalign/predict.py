@@ -12,6 +12,7 @@ as in the papers' code, because a user aligning real KGs has no gold to narrow w
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 
 from mmalign import search
 from mmalign.errors import MMAlignError
-from mmalign.evaluation import evaluate_pairs, gold_targets
+from mmalign.evaluation import RankingConfig, RankMethod, evaluate_pairs, gold_targets
 from mmalign.pairs import read_pairs, read_run_pairs
 from mmalign.report import SILENT, Reporter
 from mmalign.run import load_embeddings, pairs_file, read_json, resolve_run
@@ -158,6 +159,7 @@ def evaluate(
     *,
     all_candidates: bool = False,
     csls_k: int | None = None,
+    ranking: RankMethod | None = None,
     skip_unknown: bool = False,
     reporter: Reporter = SILENT,
 ) -> dict[str, float | int]:
@@ -166,13 +168,14 @@ def evaluate(
     Default protocol as in the papers: each KG1 entity of the gold ranks the distinct gold
     KG2 entities, so the numbers compare with published tables; ``all_candidates`` ranks
     every KG2 entity instead (harder, closer to real use). One rank per gold pair.
-    ``csls_k`` None: the run's own setting, so the run's test pairs give the numbers
-    training reported.
+    ``csls_k`` and ``ranking`` None: the run's own settings, so the run's test pairs give the
+    numbers training reported.
     """
     _, workspace, left, right, config = open_run(workdir, run)
     pairs = read_pairs(gold, workspace, skip_unknown=skip_unknown, reporter=reporter)
     candidates = np.arange(len(right)) if all_candidates else gold_targets(pairs)
-    return evaluate_pairs(left, right, pairs, candidates, csls_k=csls_setting(config, csls_k), reporter=reporter)
+    return evaluate_pairs(left, right, pairs, candidates, csls_k=csls_setting(config, csls_k),
+                          ranking=ranking_setting(config, ranking), reporter=reporter)
 
 
 def run_test_metrics(folder: Path) -> dict[str, Any] | None:
@@ -218,6 +221,14 @@ def csls_setting(config: dict[str, Any], csls_k: int | None) -> int:
     if csls_k < 0:
         raise MMAlignError(f"--csls must be 0 (cosine) or positive, got {csls_k}")
     return csls_k
+
+
+def ranking_setting(config: dict[str, Any], method: RankMethod | None) -> RankingConfig:
+    """The run's ranking with ``method`` in place of its own when given (runs that name no
+    settings ranked by CSLS)."""
+    saved = _saved_settings(config)
+    base = saved.ranking if saved else RankingConfig(method=RankMethod.CSLS)
+    return base if method is None else dataclasses.replace(base, method=method)
 
 
 def ann_setting(config: dict[str, Any]) -> int:

@@ -17,6 +17,7 @@ from rich.table import Table
 from mmalign.cli._app import WORKDIR_OPTION, app, configure_compute, user_errors
 from mmalign.cli.console import RichReporter, stderr
 from mmalign.errors import MMAlignError
+from mmalign.evaluation import RankMethod
 from mmalign.links import evaluate_links
 from mmalign.predict import Direction, evaluate, predict
 
@@ -66,6 +67,9 @@ def evaluate_command(
     csls: Optional[int] = typer.Option(
         None, "--csls", min=0, help="CSLS neighbourhood size; 0: cosine. Default: the run's setting (3), as in training."
     ),
+    ranking: Optional[RankMethod] = typer.Option(
+        None, "--ranking", help="sinkhorn or csls (then --csls applies). Default: the run's setting, as in training.",
+    ),
     skip_unknown: bool = typer.Option(
         False, "--skip-unknown", help="Skip gold pairs naming entities the workspace lacks (counted), instead of stopping."
     ),
@@ -81,8 +85,10 @@ def evaluate_command(
     With --links FILE: precision, recall and F1 of the link file per band, and its calibration.
     """
     if links is not None:
-        if all_candidates or csls is not None or run is not None:
-            raise MMAlignError("--all-candidates, --csls and --run rank a run; with --links the file is scored as it is")
+        if all_candidates or csls is not None or ranking is not None or run is not None:
+            raise MMAlignError(
+                "--all-candidates, --csls, --ranking and --run rank a run; with --links the file is scored as it is"
+            )
         scored = evaluate_links(workdir, links, gold, many=many, skip_unknown=skip_unknown, reporter=RichReporter(quiet))
         if not quiet:
             stderr.print(link_table(f"{links.name} against {gold.name}", scored))
@@ -94,7 +100,7 @@ def evaluate_command(
         raise MMAlignError("--many applies to --links only")
     configure_compute()
     metrics = evaluate(
-        workdir, run, gold, all_candidates=all_candidates, csls_k=csls, skip_unknown=skip_unknown,
+        workdir, run, gold, all_candidates=all_candidates, csls_k=csls, ranking=ranking, skip_unknown=skip_unknown,
         reporter=RichReporter(quiet),
     )
     if not quiet:

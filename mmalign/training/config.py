@@ -3,7 +3,7 @@
 ``TrainConfig`` nests the sections that live beside their code: ``model``
 (:mod:`mmalign.model.config`), ``features`` (:mod:`mmalign.features.config`), ``pseudo``
 (:mod:`mmalign.training.pseudo`), ``selection`` (:mod:`mmalign.training.selection`),
-``bootstrap`` (:mod:`mmalign.training.bootstrap`), and the
+``ranking`` (:mod:`mmalign.evaluation`), ``bootstrap`` (:mod:`mmalign.training.bootstrap`), and the
 two kept here, ``schedule`` and ``compute``. It is built, and checked, from code, a JSON file
 (``--config``), ``--set key=value`` and flags; a run's ``config.json`` reloads into the same
 object (:meth:`TrainConfig.load`), including run folders written before this configuration
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mmalign.errors import MMAlignError
+from mmalign.evaluation import RankingConfig
 from mmalign.features.config import FeatureConfig, RelationValues
 from mmalign.hardware import Precision
 from mmalign.model.config import JointLayer0, ModelConfig
@@ -117,6 +118,7 @@ class TrainConfig(Section):
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 
@@ -161,12 +163,14 @@ class TrainConfig(Section):
 def _as_it_trained(saved: Mapping[str, Any]) -> dict[str, Any]:
     """A saved configuration (nested) with the settings added since filled in as that run trained.
 
-    ``from_dict`` fills a missing setting with today's default; these two changed what a run
+    ``from_dict`` fills a missing setting with today's default; these changed what a run
     does, so a run saved before them (nested or flat) resumes without them: members trained
-    on every bootstrapped pair, and the pseudo-pair search went approximate from ``ann_from``.
+    on every bootstrapped pair, the pseudo-pair search went approximate from ``ann_from``,
+    and test pairs were ranked by CSLS (so ``mmalign evaluate`` repeats the run's numbers).
     """
     data = {key: dict(value) if isinstance(value, Mapping) else value for key, value in saved.items()}
     data.setdefault("bootstrap", {}).setdefault("cross_fit", False)
+    data.setdefault("ranking", {}).setdefault("method", "csls")
     compute = data.setdefault("compute", {})
     compute.setdefault("pseudo_ann_from", compute.get("ann_from", ComputeConfig.ann_from))
     return data

@@ -164,7 +164,7 @@ def _finish_member(trainer: Trainer, seed: int, epochs_run: int, seconds: float)
     embeddings = trainer.output_embeddings()
     n1, csls = trainer.inputs.n1, trainer.config.selection.csls
     valid = validation_metrics(embeddings, trainer.splits, n1, csls)
-    test = test_pair_metrics(embeddings, trainer.splits.test, csls) if trainer.splits.test is not None else None
+    test = test_pair_metrics(embeddings, trainer.splits.test, csls, trainer.config.ranking) if trainer.splits.test is not None else None
     best_epoch = trainer.selector.best_epoch
     if test is not None:
         append_jsonl(folder / METRICS, {"epoch": best_epoch, "split": "test", **test})
@@ -202,7 +202,7 @@ def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path,
             valid, test = last.valid, last.test
         else:
             output = "concatenation"
-            test = test_pair_metrics(embeddings, splits.test, csls) if splits.test is not None else None
+            test = test_pair_metrics(embeddings, splits.test, csls, config.ranking) if splits.test is not None else None
             atomic_save_tensors(target, {"kg1": embeddings[: inputs.n1], "kg2": embeddings[inputs.n1 :]})
         del embeddings
     if output != "concatenation" and last.folder != run_dir:

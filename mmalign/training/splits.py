@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mmalign.errors import MMAlignError
-from mmalign.evaluation import Metrics, evaluate_pairs, gold_targets, non_seed_targets
+from mmalign.evaluation import Metrics, RankingConfig, evaluate_pairs, gold_targets, non_seed_targets
 from mmalign.pairs import read_pairs, read_run_pairs, write_pairs
 from mmalign.report import Reporter
 from mmalign.run import pairs_file
@@ -164,6 +164,6 @@ def validation_metrics(embeddings: torch.Tensor, splits: Splits, n1: int, csls_k
     return evaluate_pairs(embeddings, embeddings, splits.valid, candidates, csls_k=csls_k)
 
 
-def test_pair_metrics(embeddings: torch.Tensor, pairs: np.ndarray, csls_k: int) -> Metrics:
+def test_pair_metrics(embeddings: torch.Tensor, pairs: np.ndarray, csls_k: int, ranking: RankingConfig) -> Metrics:
     """Test pairs ranked against their distinct targets: the papers' protocol (global ids)."""
-    return evaluate_pairs(embeddings, embeddings, pairs, gold_targets(pairs), csls_k=csls_k)
+    return evaluate_pairs(embeddings, embeddings, pairs, gold_targets(pairs), csls_k=csls_k, ranking=ranking)

@@ -225,16 +225,19 @@ def test_runs_saved_before_a_setting_existed_resume_as_they_trained() -> None:
         TrainConfig.load({"options": {"not_an_option": 1}})
     assert TrainConfig.load({"config": TrainConfig().to_dict()}) == TrainConfig()
     assert (old.bootstrap.cross_fit, old.compute.pseudo_ann_from) == (False, old.compute.ann_from)
+    assert old.ranking.method == "csls"
 
 
 def test_nested_configs_saved_before_cross_fit_and_pseudo_ann_from_resume_without_them() -> None:
-    """A run saved before these settings trained every member on every bootstrapped pair and
-    searched pseudo pairs approximately from ``ann_from``; resumed, it goes on doing so."""
+    """A run saved before these settings trained every member on every bootstrapped pair,
+    searched pseudo pairs approximately from ``ann_from`` and ranked test pairs by CSLS;
+    resumed (or evaluated), it goes on doing so."""
     saved = TrainConfig().to_dict()
-    del saved["bootstrap"]["cross_fit"], saved["compute"]["pseudo_ann_from"]
+    del saved["bootstrap"]["cross_fit"], saved["compute"]["pseudo_ann_from"], saved["ranking"]
     saved["compute"]["ann_from"] = 1234
     old = TrainConfig.load({"config": saved})
     assert old.bootstrap.cross_fit is False and old.compute.pseudo_ann_from == 1234
+    assert old.ranking.method == "csls" and TrainConfig().ranking.method == "sinkhorn"
     assert "cross_fit" not in saved["bootstrap"]  # the saved data is not changed
 
 
