@@ -38,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN")
     args = parser.parse_args()
-    print(f"machine: {machine_line()}", file=sys.stderr)
+    print(machine_line(), file=sys.stderr)
     head = ["run", "test pairs"] + [f"{m} {k}" for m in METHODS for k in ("H@1", "H@10", "MRR", "MR", "s")]
     print("| " + " | ".join(head) + " |")
     print("| --- | " + " | ".join("---:" for _ in head[1:]) + " |")
