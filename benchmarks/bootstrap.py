@@ -2,9 +2,9 @@
 
 For each dataset: ``mmalign ingest``, ``mmalign features names`` when an encoder is sbert, then
 ``mmalign train`` with no ``--seeds`` and every gold pair as ``--test`` (the unsupervised
-protocol: H@1 over all gold pairs, each KG1 entity ranked among the gold KG2 entities, CSLS
-k=3). Training never reads the gold: the bootstrapped pairs come from names alone, and the
-model is selected on a part of them. Besides the run's metrics the table gives what the log
+protocol: H@1 over all gold pairs, each KG1 entity ranked among the gold KG2 entities, as the
+run's ``ranking.method`` ranks: Sinkhorn by default). Training never reads the gold: the
+bootstrapped pairs come from names alone, and the model is selected on a part of them. Besides the run's metrics the table gives what the log
 said of the bootstrap (pairs, margin, estimated precision) and their precision measured
 against gold: over all bootstrapped pairs, and over those with an entity in a gold pair (DBP15K's
 entities outside the 15,000 gold pairs often do have a counterpart the gold file does not

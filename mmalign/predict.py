@@ -96,6 +96,7 @@ def predict(
     *,
     top_k: int = 10,
     csls_k: int = 0,
+    ranking: RankMethod | None = None,
     one_to_one: bool = False,
     include_seeds: bool = False,
     direction: Direction = Direction.KG1_TO_KG2,
@@ -104,15 +105,18 @@ def predict(
     """Rank every non-seed KG2 entity for every non-seed KG1 entity (or the reverse).
 
     ``include_seeds`` keeps seed entities on both sides (a seed query could never find its
-    partner otherwise). ``csls_k`` 0 ranks by cosine: one pass, where CSLS takes two (its
-    r_C needs every candidate against every query first), so cosine is the default that
-    keeps a DBP15K-sized prediction within seconds. ``one_to_one`` turns the top-k lists
-    into a greedy matching (:func:`mmalign.search.one_to_one`).
+    partner otherwise). ``ranking`` None: the run's ``ranking.method``, so the lists rank as
+    the run's test metrics did; Sinkhorn scores are the normalised weights (0-1). With
+    ``csls``, ``csls_k`` 0 ranks by cosine: one pass, where CSLS takes two (its r_C needs
+    every candidate against every query first). ``one_to_one`` turns the top-k lists into a
+    greedy matching (:func:`mmalign.search.one_to_one`).
     """
     if top_k < 1:
         raise MMAlignError(f"--top-k must be at least 1, got {top_k}")
     folder, workspace, left, right, config = open_run(workdir, run)
     csls_k = csls_setting(config, csls_k)
+    ranks = ranking_setting(config, ranking)
+    sinkhorn = ranks.method is RankMethod.SINKHORN
     queries, candidates = np.arange(len(left)), np.arange(len(right))
     if not include_seeds:
         seeds = given_seeds(folder, workspace)
@@ -124,14 +128,18 @@ def predict(
         )
     if len(queries) == 0 or len(candidates) == 0:
         reporter.warn("nothing to rank: every entity of one side is a seed (use --include-seeds)")
-    reporter.info(
-        f"ranking {len(candidates):,} candidates for {len(queries):,} queries "
-        f"({'CSLS k=' + str(csls_k) if csls_k else 'cosine'}, top {top_k})"
-    )
-    scores, indices = search.topk(
-        query_emb[torch.from_numpy(queries)], cand_emb[torch.from_numpy(candidates)], top_k,
-        csls_k=csls_k, ann_from=ann_setting(config), reporter=reporter,
-    )
+    score = "Sinkhorn" if sinkhorn else f"CSLS k={csls_k}" if csls_k else "cosine"
+    reporter.info(f"ranking {len(candidates):,} candidates for {len(queries):,} queries ({score}, top {top_k})")
+    query_rows, candidate_rows = query_emb[torch.from_numpy(queries)], cand_emb[torch.from_numpy(candidates)]
+    if sinkhorn:
+        scores, indices = search.sinkhorn_topk(
+            query_rows, candidate_rows, top_k, lists=ranks.sinkhorn_lists, temperature=ranks.sinkhorn_temperature,
+            iterations=ranks.sinkhorn_iterations, ann_from=ann_setting(config), reporter=reporter,
+        )
+    else:
+        scores, indices = search.topk(
+            query_rows, candidate_rows, top_k, csls_k=csls_k, ann_from=ann_setting(config), reporter=reporter,
+        )
     if one_to_one:
         rows, columns = search.one_to_one(scores, indices)
         reporter.info(f"1:1 matching: {len(rows):,} of {len(queries):,} queries matched")

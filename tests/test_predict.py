@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from mmalign.cli import app
 from mmalign.errors import MMAlignError
+from mmalign.evaluation import RankMethod
 from mmalign.ingest import ingest
 from mmalign.predict import Direction, evaluate, predict
 from mmalign.atomic import atomic_write_json
@@ -79,6 +80,16 @@ def test_predict_ranks_non_seeds_against_non_seeds(workdir: Path) -> None:
     top1 = {r[0]: r[1] for r in table if r[3] == "1"}
     assert all(b == "b" + a[1:] for a, b in top1.items())
     assert result.test_metrics == TEST_METRICS
+
+
+def test_predict_ranks_as_the_run_or_as_asked(workdir: Path) -> None:
+    """The run's ranking (Sinkhorn: weights in [0, 1]) unless ``ranking`` says otherwise;
+    both find every partner here."""
+    sinkhorn, cosine = (rows("".join(predict(workdir, top_k=2, ranking=method).lines()))
+                        for method in (None, RankMethod.CSLS))
+    assert all(0 <= float(r[2]) <= 1 for r in sinkhorn)
+    assert [(r[0], r[1]) for r in sinkhorn if r[3] == "1"] == [(r[0], r[1]) for r in cosine if r[3] == "1"]
+    assert [r[2] for r in sinkhorn] != [r[2] for r in cosine]
 
 
 def test_predict_reverse_direction_keeps_kg1_column_first(workdir: Path) -> None:

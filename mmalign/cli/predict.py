@@ -30,9 +30,12 @@ def predict_command(
     workdir: Path = WORKDIR_OPTION,
     run: Optional[Path] = RUN_OPTION,
     top_k: int = typer.Option(10, "--top-k", min=1, help="Candidates per entity (with --one-to-one: list depth)."),
+    ranking: Optional[RankMethod] = typer.Option(
+        None, "--ranking", help="sinkhorn or csls (then --csls applies). Default: the run's setting (sinkhorn).",
+    ),
     csls: int = typer.Option(
         0, "--csls", min=0,
-        help="Rank by CSLS with this neighbourhood size (training evaluates with 3); 0: cosine, about twice as fast.",
+        help="With --ranking csls: CSLS with this neighbourhood size (3 in training); 0: cosine, about twice as fast.",
     ),
     one_to_one: bool = typer.Option(
         False, "--one-to-one", help="Print a 1:1 matching (greedy by score over the top-k lists), one row per pair."
@@ -47,7 +50,7 @@ def predict_command(
     """
     configure_compute()
     result = predict(
-        workdir, run, top_k=top_k, csls_k=csls, one_to_one=one_to_one, include_seeds=include_seeds,
+        workdir, run, top_k=top_k, csls_k=csls, ranking=ranking, one_to_one=one_to_one, include_seeds=include_seeds,
         direction=direction, reporter=RichReporter(quiet),
     )
     if result.test_metrics and not quiet:

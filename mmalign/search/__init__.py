@@ -18,8 +18,8 @@ the mean of candidate j's ``csls_k`` largest cosines over the queries.
 - :func:`mutual_nearest`: pairs that are each other's best, both directions in one pass
   (``mutual``).
 - :func:`one_to_one`: a greedy, stable 1:1 matching from top-k lists (``matching``).
-- :func:`sinkhorn_ranks`: ranks under Sinkhorn-normalised cosines over both sides' lists
-  (``sinkhorn``), the assignment view of test pairs.
+- :func:`sinkhorn_ranks`, :func:`sinkhorn_topk`: ranks and top-k lists under
+  Sinkhorn-normalised cosines over both sides' lists (``sinkhorn``), the assignment view.
 
 Above a size (``ann_from`` rows on both sides: the settings ``compute.ann_from`` for
 ``predict`` and ``link``, ``compute.pseudo_ann_from`` for the pseudo-pair search) :func:`topk`
@@ -33,7 +33,7 @@ from mmalign.search.faiss_backend import faiss_available
 from mmalign.search.matching import one_to_one
 from mmalign.search.mutual import mutual_nearest
 from mmalign.search.ranks import rank_of_targets
-from mmalign.search.sinkhorn import sinkhorn_ranks
+from mmalign.search.sinkhorn import sinkhorn_ranks, sinkhorn_topk
 from mmalign.search.topk_lists import Backend, topk, topk_both_ways
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "one_to_one",
     "rank_of_targets",
     "sinkhorn_ranks",
+    "sinkhorn_topk",
     "topk",
     "topk_both_ways",
 ]

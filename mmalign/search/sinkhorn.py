@@ -29,7 +29,7 @@ from torch import Tensor
 from mmalign.report import SILENT, Reporter
 from mmalign.search.blocks import checked, csls_radii
 from mmalign.search.ranks import rank_of_targets
-from mmalign.search.topk_lists import topk_both_ways
+from mmalign.search.topk_lists import topk
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,17 @@ class Entries:
 
 
 def sinkhorn_entries(queries: Tensor, candidates: Tensor, *, lists: int, temperature: float, iterations: int,
-                     block: int = 4096, reporter: Reporter = SILENT) -> Entries:
+                     ann_from: int = 0, block: int = 4096, reporter: Reporter = SILENT) -> Entries:
     """Sinkhorn scores of the pairs in either side's ``lists`` best by cosine; rows normalised
-    first, then columns, ``iterations`` times (as SEU does), in the log domain."""
+    first, then columns, ``iterations`` times (as SEU does), in the log domain.
+
+    Both sides' lists are approximate when both hold at least ``ann_from`` rows (see
+    :func:`~mmalign.search.topk`), exact otherwise.
+    """
     queries, candidates = checked(queries, candidates)
     n_q, n_c = len(queries), len(candidates)
-    (f_values, f_index), (b_values, b_index) = topk_both_ways(queries, candidates, lists, lists, block=block,
-                                                             reporter=reporter)
+    f_values, f_index = topk(queries, candidates, lists, block=block, ann_from=ann_from, reporter=reporter)
+    b_values, b_index = topk(candidates, queries, lists, block=block, ann_from=ann_from, reporter=reporter)
     rows = torch.cat([torch.arange(n_q).repeat_interleave(f_index.shape[1]), b_index.flatten()])
     columns = torch.cat([f_index.flatten(), torch.arange(n_c).repeat_interleave(b_index.shape[1])])
     keys, inverse = torch.unique(rows * n_c + columns, return_inverse=True)
@@ -71,6 +75,23 @@ def sinkhorn_entries(queries: Tensor, candidates: Tensor, *, lists: int, tempera
     starts = torch.zeros(n_q + 1, dtype=torch.int64)
     starts[1:] = torch.bincount(rows, minlength=n_q).cumsum(0)
     return Entries(rows, columns, log_scores, cosines, starts, b_values)
+
+
+def sinkhorn_topk(queries: Tensor, candidates: Tensor, k: int, *, lists: int, temperature: float, iterations: int,
+                  ann_from: int = 0, block: int = 4096, reporter: Reporter = SILENT) -> tuple[Tensor, Tensor]:
+    """Each query's ``k`` best candidates under Sinkhorn ranking, best first: (normalised
+    weights in [0, 1], candidate indices), both (Q, min(k, C)).
+
+    Lists of at least ``k`` keep every row's first ``k`` among its entries.
+    """
+    queries, candidates = checked(queries, candidates)
+    k = min(k, len(candidates))
+    if len(queries) == 0 or k == 0:
+        return torch.empty(len(queries), k), torch.empty(len(queries), k, dtype=torch.int64)
+    entries = sinkhorn_entries(queries, candidates, lists=max(lists, k), temperature=temperature,
+                               iterations=iterations, ann_from=ann_from, block=block, reporter=reporter)
+    first = entries.starts[:-1, None] + torch.arange(k)
+    return entries.log_scores[first].exp(), entries.columns[first]
 
 
 def sinkhorn_ranks(queries: Tensor, candidates: Tensor, targets: Tensor, *, lists: int, temperature: float,

@@ -9,7 +9,7 @@ import torch
 
 from mmalign.errors import MMAlignError
 from mmalign.evaluation import RankingConfig, RankMethod, evaluate_pairs
-from mmalign.search import rank_of_targets, sinkhorn_ranks
+from mmalign.search import rank_of_targets, sinkhorn_ranks, sinkhorn_topk
 from mmalign.search.sinkhorn import sinkhorn_entries
 from vectors import unit
 
@@ -77,3 +77,14 @@ def test_ranking_settings_are_checked() -> None:
         RankingConfig(sinkhorn_lists=0)
     with pytest.raises(MMAlignError, match="unknown ranking 'hungarian'"):
         RankingConfig(method="hungarian")  # type: ignore[arg-type]
+
+
+def test_top_k_lists_agree_with_the_ranks() -> None:
+    """The p-th candidate of a query's Sinkhorn list has rank p + 1, and weights are in [0, 1], best first."""
+    queries, candidates = unit(40, 16, seed=7), unit(35, 16, seed=8)
+    weights, indices = sinkhorn_topk(queries, candidates, 5, lists=4, temperature=0.02, iterations=10)
+    assert weights.shape == indices.shape == (40, 5)
+    assert bool((weights >= 0).all() and (weights <= 1).all() and (weights[:, :-1] >= weights[:, 1:]).all())
+    ranks = sinkhorn_ranks(queries, candidates, indices.flatten(), lists=5, temperature=0.02, iterations=10,
+                           query_rows=torch.arange(40).repeat_interleave(5))
+    assert torch.equal(ranks.view(40, 5), torch.arange(1, 6).expand(40, 5))
