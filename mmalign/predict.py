@@ -24,9 +24,9 @@ import torch
 from mmalign import search
 from mmalign.errors import MMAlignError
 from mmalign.evaluation import RankingConfig, RankMethod, evaluate_pairs, gold_targets
-from mmalign.pairs import read_pairs, read_run_pairs
+from mmalign.pairs import read_pairs
 from mmalign.report import SILENT, Reporter
-from mmalign.run import load_embeddings, pairs_file, read_json, resolve_run
+from mmalign.run import load_embeddings, read_json, resolve_run
 from mmalign.training.config import ComputeConfig, TrainConfig
 from mmalign.training.splits import given_seeds
 from mmalign.workspace import Workspace

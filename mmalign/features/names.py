@@ -29,17 +29,14 @@ model relates them.
 
 from __future__ import annotations
 
-import re
 import shlex
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from mmalign.errors import MMAlignError
 from mmalign.extract.name_embeddings import cache_key, cache_path, dense_encode, distinct_names, encoder_identity, read_cache
 from mmalign.features.base import FeatureContext, ModalityFeatures, register
 from mmalign.features.char_ngrams import DEFAULT_NAME_DIM, NGRAM_SIZES, char_ngram_features

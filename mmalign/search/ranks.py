@@ -21,6 +21,7 @@ def rank_of_targets(
     csls_k: int = 0,
     block: int = 4096,
     query_rows: Tensor | None = None,
+    candidate_radii: Tensor | None = None,
     reporter: Reporter = SILENT,
 ) -> Tensor:
     """1-based rank of each target among all candidates: 1 + #candidates scoring strictly
@@ -33,6 +34,9 @@ def rank_of_targets(
     skew CSLS's r_C. Ties never hurt a target (strictly higher only), which makes the rank
     independent of candidate order. Scores come from the same blocks as
     :func:`mmalign.search.topk`'s torch backend, so a top-1 of ``topk`` has rank 1 here.
+
+    ``candidate_radii`` (C,): CSLS's r_C when the caller has it already, so that ``queries``
+    may be a subset of the queries the radii were measured against.
     """
     queries, candidates = checked(queries, candidates)
     targets = targets.to(torch.int64)
@@ -49,7 +53,10 @@ def rank_of_targets(
     n_c = len(candidates)
     if targets.min() < 0 or targets.max() >= n_c or query_rows.min() < 0 or query_rows.max() >= len(queries):
         raise ValueError("target or query row index out of range")
-    r_c = neighbourhood_radii(candidates, queries, csls_k, block, reporter) if csls_k else None
+    r_c = None
+    if csls_k:
+        r_c = candidate_radii[None, :] if candidate_radii is not None else neighbourhood_radii(
+            candidates, queries, csls_k, block, reporter)
     order = torch.argsort(query_rows, stable=True)
     sorted_rows = query_rows[order]
     rows = block_rows(n_c, block)

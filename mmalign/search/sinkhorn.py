@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from mmalign.report import SILENT, Reporter
-from mmalign.search.blocks import checked, csls_radii
+from mmalign.search.blocks import checked, csls_radii, neighbourhood_radii
 from mmalign.search.ranks import rank_of_targets
 from mmalign.search.topk_lists import topk
 
@@ -126,18 +126,23 @@ def _ranks_after_the_lists(queries: Tensor, candidates: Tensor, targets: Tensor,
     (cosine at ``csls_k`` 0) among the candidates that are not entries.
 
     CSLS's query radius is the same for a whole row, so keys compare as ``2 cos − r_C``;
-    r_C is read off the candidates' lists when they are long enough, else it is cosine.
+    r_C is read off the candidates' lists when they hold ``csls_k`` cosines (a pass of its own
+    otherwise), so only the queries asked about are scored again.
     """
-    full_rank = rank_of_targets(queries, candidates, targets, csls_k=csls_k, query_rows=query_rows, block=block,
-                                reporter=reporter)
+    r_c = None
+    if csls_k:
+        r_c = (csls_radii(entries.column_top, csls_k) if csls_k <= entries.column_top.shape[1]
+               else neighbourhood_radii(candidates, queries, csls_k, block, reporter)[0])
+    asked, rows = torch.unique(query_rows, return_inverse=True)
+    full_rank = rank_of_targets(queries[asked], candidates, targets, csls_k=csls_k, query_rows=rows,
+                                candidate_radii=r_c, block=block, reporter=reporter)
     counts = entries.starts[query_rows + 1] - entries.starts[query_rows]
     pair = torch.arange(len(targets)).repeat_interleave(counts)
     offsets = torch.cumsum(counts, 0) - counts
     entry = entries.starts[query_rows].repeat_interleave(counts) + torch.arange(int(counts.sum())) - offsets.repeat_interleave(counts)
     target_key = (queries[query_rows] * candidates[targets]).sum(1)
     entry_key = entries.cosines[entry]
-    if 0 < csls_k <= entries.column_top.shape[1]:
-        r_c = csls_radii(entries.column_top, csls_k)
+    if r_c is not None:
         target_key, entry_key = 2 * target_key - r_c[targets], 2 * entry_key - r_c[entries.columns[entry]]
     above = torch.zeros(len(targets), dtype=torch.int64).index_add_(
         0, pair, (entry_key > target_key[pair]).to(torch.int64))

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from mmalign.report import SILENT
 from mmalign.search import rank_of_targets, topk
+from mmalign.search.blocks import neighbourhood_radii
 from vectors import dyadic, reference_scores, unit
 
 
@@ -19,6 +21,16 @@ def test_rank_of_targets_matches_brute_force(csls_k: int) -> None:
     own = ref[np.arange(150), targets.numpy()]
     assert ranks.dtype == torch.int64
     assert torch.equal(ranks, torch.from_numpy(1 + (ref > own[:, None]).sum(1)))
+
+
+def test_given_candidate_radii_let_a_subset_of_queries_rank_as_in_the_whole() -> None:
+    queries, candidates = unit(60, 16, seed=13), unit(70, 16, seed=14)
+    targets = torch.randint(0, 70, (60,), generator=torch.Generator().manual_seed(15))
+    whole = rank_of_targets(queries, candidates, targets, csls_k=3)
+    radii = neighbourhood_radii(candidates, queries, 3, 4096, SILENT)[0]
+    some = torch.tensor([3, 17, 41])
+    assert torch.equal(rank_of_targets(queries[some], candidates, targets[some], csls_k=3, candidate_radii=radii),
+                       whole[some])
 
 
 def test_rank_of_targets_one_to_many_and_agrees_with_topk() -> None:

@@ -32,7 +32,7 @@ def test_lists_holding_every_candidate_give_dense_sinkhorn() -> None:
     assert torch.equal(got, dense_ranks(queries, candidates, targets, 0.05, 10))
 
 
-@pytest.mark.parametrize("csls_k", [0, 2])
+@pytest.mark.parametrize("csls_k", [0, 2, 5])  # 5: more than the lists hold, its radii take a pass
 def test_every_candidate_gets_its_own_rank_when_the_lists_are_short(csls_k: int) -> None:
     """All candidates as one query's targets: the ranks are exactly 1..C (the kept entries by
     Sinkhorn, then the rest by CSLS or cosine), so no rank is shared or skipped."""
