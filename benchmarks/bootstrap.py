@@ -52,7 +52,8 @@ GROUPS = ("in a right bootstrapped training pair", "in a wrong bootstrapped trai
 
 
 def test_breakdown(work: Path, run: Path) -> dict[str, tuple[int, int]]:
-    """Test pairs (all gold) and how many the run ranks first, by what the bootstrap made of their KG1 entity.
+    """Test pairs (all gold) and how many the run ranks first (as its ``ranking`` ranks), by
+    what the bootstrap made of their KG1 entity.
 
     Shows where the errors are: a model memorises its training pairs, wrong ones included,
     while entities that names do not pair are left to the structure and pseudo-labelling.
@@ -68,8 +69,9 @@ def test_breakdown(work: Path, run: Path) -> dict[str, tuple[int, int]]:
     splits = read_split_files(run, Workspace.open(work))
     kg1, kg2 = load_embeddings(run)
     embeddings = torch.cat([kg1, kg2])
-    right = rank_pairs(embeddings, embeddings, splits.test, gold_targets(splits.test),
-                       csls_k=load_run_config(run).selection.csls).numpy() == 1
+    config = load_run_config(run)
+    right = rank_pairs(embeddings, embeddings, splits.test, gold_targets(splits.test), csls_k=config.selection.csls,
+                       ranking=config.ranking).numpy() == 1
     trained = dict(splits.train.tolist())
     validation = set(splits.valid[:, 0].tolist())
     counts = {group: [0, 0] for group in GROUPS}
