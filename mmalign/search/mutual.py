@@ -19,7 +19,7 @@ from typing import Iterable
 import torch
 
 from mmalign.report import SILENT, Reporter
-from mmalign.search.ann import ann_topk, use_ann
+from mmalign.search import narrow
 from mmalign.search.blocks import block_products, csls_radii
 
 
@@ -104,6 +104,27 @@ def _fold_in_other_side(best: torch.Tensor, key: torch.Tensor, other_values: tor
     return torch.where(better, lowest, best), torch.where(better, top, key)
 
 
+def narrowed_lists(left: torch.Tensor, right: torch.Tensor, k: int, block: int, dtype: torch.dtype,
+                   reporter: Reporter) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """:func:`top_k_both`'s lists by full-width cosine, found through a narrow pass
+    (:mod:`~mmalign.search.narrow`); None when no narrowing reaches the recall target."""
+    narrowing = narrow.choose(left, right, k, block)
+    if narrowing is None:
+        reporter.info("a narrowed search would not reach its recall target on these embeddings: exact search")
+        return None
+    shortlist = min(narrow.SHORTLIST, len(left), len(right))
+    left_n, right_n = left.float() @ narrowing.basis, right.float() @ narrowing.basis
+    _, row_short, _, col_short = top_k_both(left_n, right_n.to(dtype).T.contiguous(), shortlist, block, dtype)
+    row_values, row_index = narrow.rescore(left, right, row_short, k, block)
+    col_values, col_index = narrow.rescore(right, left, col_short, k, block)
+    reporter.info(
+        f"narrowed search: {narrowing.basis.shape[1]} of {left.shape[1]} directions ({narrowing.energy:.1%} of the "
+        f"energy), shortlists of {shortlist} re-scored at full width: recall@{narrowing.at} {narrowing.recall:.3f} "
+        f"against exact search on {narrowing.sample} sampled rows"
+    )
+    return row_values, row_index, col_values, col_index
+
+
 def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024, precision: str = "bf16",
                    csls_k: int = 0, candidates: int = 8, ann_from: int = 0,
                    reporter: Reporter = SILENT) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,19 +141,18 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024
     whose best does not beat that bound are searched again in full; a second full pass, as a
     plain two-pass CSLS search takes, costs as much as the first.
 
-    When both sides hold at least ``ann_from`` rows (0: never) and faiss is installed, both
-    sides' lists come from approximate searches (:mod:`~mmalign.search.ann`, one graph at a
-    time, in float32) and the best is picked among them, without the exact second search.
+    When both sides hold at least ``ann_from`` rows (0: never), both sides' lists come from a
+    narrowed search (:mod:`~mmalign.search.narrow`: a pass in the embeddings' leading
+    directions, re-scored at full width) when it reaches its recall target on a sample, and
+    the best is picked among them, without the exact second search.
     """
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     m = max(candidates, csls_k) if csls_k else 1  # plain cosine: the best is the top-1
-    approximate = use_ann(len(left), len(right), ann_from)
-    if approximate:
-        left, right = left.float().contiguous(), right.float().contiguous()
-        row_values, row_index, _ = ann_topk(left, right, m, reporter, block=block)
-        col_values, col_index, _ = ann_topk(right, left, m, reporter, block=block)
-    else:
-        row_values, row_index, col_values, col_index = top_k_both(left, right.to(dtype).T.contiguous(), m, block, dtype)
+    lists = None
+    if ann_from > 0 and min(len(left), len(right)) >= ann_from:
+        lists = narrowed_lists(left, right, m, block, dtype, reporter)
+    approximate = lists is not None
+    row_values, row_index, col_values, col_index = lists or top_k_both(left, right.to(dtype).T.contiguous(), m, block, dtype)
     r_left = r_right = None
     if csls_k:
         r_left, r_right = csls_radii(row_values, csls_k), csls_radii(col_values, csls_k)

@@ -1,0 +1,125 @@
+"""A narrower all-pairs search re-scored at full width, for the pseudo-pair search of large runs.
+
+The mutual search behind pseudo pairs needs both directions' lists over every unpaired entity;
+exactly that is N1 × N2 products of full width d, the one step of an epoch that grows with
+N² (docs/benchmarks.md). Two indexes were measured against it and lost on trained alignment
+embeddings: an HNSW graph (built on one thread for determinism, one graph per direction) was
+3.7× slower than exact search at 100k per side, and cluster lists (IVF) needed about half
+the clusters probed for 98% recall, so they saved nothing.
+
+What does pay: trained embeddings hold far fewer directions than columns (a zh_en member's 600
+columns keep 99% of their energy in about 330 directions; a 100k synthetic model's in about
+250). So the search runs on each row's coordinates in the leading directions of both sides
+(width d' < d) and keeps a :data:`SHORTLIST` per row and per column, still in one pass that
+gives both directions; the shortlists are then re-scored at full width and cut to the lists
+asked for. Still all pairs, but at d'/d of the cost.
+
+Recall is measured, not assumed: before the search, a sample of rows of each side is searched
+both ways and the narrowest :data:`ENERGY` level whose re-scored lists hold
+:data:`~mmalign.search.ann.TARGET_RECALL` of the exact lists is used; if none does, or the
+width saved is too small to pay for the extra pass, the search stays exact. Deterministic:
+the sample and the basis come from a fixed seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mmalign.report import Reporter
+from mmalign.search.ann import RECALL_AT, SAMPLE, SAMPLE_SEED, TARGET_RECALL, recall
+from mmalign.search.blocks import block_products, block_rows
+
+ENERGY = (0.9, 0.95, 0.98, 0.99, 0.995)
+"""Fractions of the rows' energy (sum of squared singular values) the kept directions hold, tried in turn."""
+
+SHORTLIST = 32
+"""Candidates per row and per column that the narrow pass keeps for re-scoring."""
+
+MAX_WIDTH = 0.7
+"""Narrowing pays only below this fraction of the full width: the re-scoring and the basis cost a little."""
+
+BASIS_ROWS = 20_000
+"""Rows (from both sides) whose singular vectors give the directions."""
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """The directions a search runs on, and what the sample measured for them."""
+
+    basis: Tensor  # d × d', orthonormal columns
+    energy: float
+    recall: float
+    at: int
+    sample: int
+
+
+def leading_directions(left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
+    """Right singular vectors (d × d, leading first) of a seeded sample of both sides' rows, and
+    the cumulative fraction of energy the first 1, 2, ... of them hold.
+
+    Uncentred: inner products, not distances, are what the search preserves.
+    """
+    rows = torch.cat([left, right])
+    generator = torch.Generator().manual_seed(SAMPLE_SEED)
+    sample = rows[torch.randperm(len(rows), generator=generator)[:BASIS_ROWS]].float()
+    _, singular, vh = torch.linalg.svd(sample, full_matrices=False)
+    energy = singular.square().cumsum(0)
+    return vh.T.contiguous(), energy / energy[-1]
+
+
+def choose(left: Tensor, right: Tensor, k: int, block: int) -> Narrowing | None:
+    """The narrowest basis whose re-scored shortlists reach the target recall on a sample of
+    both sides' rows, or None when no basis narrow enough does."""
+    d = left.shape[1]
+    directions, energy = leading_directions(left, right)
+    at = min(max(k, RECALL_AT), len(left), len(right))
+    generator = torch.Generator().manual_seed(SAMPLE_SEED)
+    samples = [(rows[torch.randperm(len(rows), generator=generator)[:SAMPLE]], others)
+               for rows, others in ((left, right), (right, left))]
+    exact = [_exact_topk(queries, others, at, block) for queries, others in samples]
+    for level in ENERGY:
+        width = int(torch.searchsorted(energy, torch.tensor(level))) + 1
+        if width > MAX_WIDTH * d:
+            return None
+        basis = directions[:, :width]
+        found = [_narrow_topk(queries, others, basis, at, block) for queries, others in samples]
+        got = min(recall(f, e) for f, e in zip(found, exact))
+        if got >= TARGET_RECALL:
+            return Narrowing(basis, level, got, at, sum(len(q) for q, _ in samples))
+    return None
+
+
+def rescore(queries: Tensor, others: Tensor, shortlist: Tensor, k: int, block: int) -> tuple[Tensor, Tensor]:
+    """Each query's ``k`` best rows of its shortlist by full-width inner product, best first."""
+    k = min(k, shortlist.shape[1])
+    values = torch.empty(len(queries), k)
+    index = torch.empty(len(queries), k, dtype=torch.int64)
+    step = max(1, block // 4)
+    for start in range(0, len(queries), step):
+        rows = shortlist[start : start + step]
+        scores = torch.bmm(others[rows].float(), queries[start : start + step, :, None].float()).squeeze(2)
+        top, pick = scores.topk(k, dim=1)
+        values[start : start + len(rows)], index[start : start + len(rows)] = top, rows.gather(1, pick)
+    return values, index
+
+
+def _exact_topk(queries: Tensor, others: Tensor, k: int, block: int) -> Tensor:
+    """Indices of each query's ``k`` best rows of ``others`` at full width."""
+    out = torch.empty(len(queries), k, dtype=torch.int64)
+    for start, scores in block_products(queries.float(), others.float().T, block_rows(len(others), block)):
+        out[start : start + len(scores)] = scores.topk(k, dim=1).indices
+    return out
+
+
+def _narrow_topk(queries: Tensor, others: Tensor, basis: Tensor, k: int, block: int) -> Tensor:
+    """Indices of each query's ``k`` best rows of ``others`` through a narrow shortlist re-scored."""
+    shortlist = min(max(SHORTLIST, k), len(others))
+    others_n = (others.float() @ basis).T.contiguous()
+    short = torch.empty(len(queries), shortlist, dtype=torch.int64)
+    for start, scores in block_products(queries.float() @ basis, others_n, block_rows(len(others), block)):
+        short[start : start + len(scores)] = scores.topk(shortlist, dim=1).indices
+    return rescore(queries, others, short, k, block)[1]
+
