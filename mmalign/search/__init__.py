@@ -23,8 +23,9 @@ the mean of candidate j's ``csls_k`` largest cosines over the queries.
 
 Above a size (``ann_from`` rows on both sides: the settings ``compute.ann_from`` for
 ``predict`` and ``link``, ``compute.pseudo_ann_from`` for the pseudo-pair search) :func:`topk`
-and :func:`mutual_nearest` read approximate lists from a faiss HNSW graph (``ann``), whose
-recall against exact search they measure on a sample and report. :func:`rank_of_targets`
+reads approximate lists from a faiss HNSW graph (``ann``) and :func:`mutual_nearest` runs a
+narrowed pass re-scored at full width (``narrow``); both measure their recall against exact
+search on a sample and report it. :func:`rank_of_targets`
 stays exact at every size: validation ranks few queries, O(queries × N).
 """
 

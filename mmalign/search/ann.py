@@ -2,8 +2,9 @@
 
 Exact search costs queries × candidates products: 100k × 100k at width 1200 is minutes on a
 small CPU, 1M × 1M hours. Above a size threshold (``compute.ann_from``) the searches of
-:func:`mmalign.search.topk` and :func:`mmalign.search.mutual_nearest` read their lists from an
-HNSW graph instead: a build of O(N log N) and a search of O(log N) per query.
+:func:`mmalign.search.topk` read their lists from an HNSW graph instead: a build of
+O(N log N) and a search of O(log N) per query. (The mutual search of pseudo pairs, which
+needs both directions, is narrowed instead: :mod:`~mmalign.search.narrow`.)
 
 Why HNSW and not IVF: on trained alignment embeddings (zh_en, 19.5k × 1200) IVF-Flat reached
 recall@10 0.95 only at nprobe 64 of 559 lists, slower than exact search, while HNSW reached

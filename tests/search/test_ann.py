@@ -1,4 +1,4 @@
-"""Approximate search (HNSW) behind ``ann_from``: the same answers as exact search on easy
+"""Approximate top-k (HNSW) behind ``ann_from``: the same answers as exact search on easy
 data, recall measured, exact below the threshold, the setting checked."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 
 from mmalign.errors import MMAlignError
 from mmalign.report import SILENT, RecordingReporter
-from mmalign.search import ann, faiss_backend, mutual_nearest, topk
+from mmalign.search import ann, faiss_backend, topk
 from mmalign.training.config import TrainConfig
 from vectors import unit
 
@@ -36,15 +36,6 @@ def test_approximate_top1_equals_exact_on_easy_data(csls_k: int) -> None:
     assert any("recall@10" in m for m in messages.infos)  # the measured recall is reported
 
 
-@pytest.mark.parametrize("csls_k", [0, 3])
-def test_approximate_mutual_pairs_equal_exact_on_easy_data(csls_k: int) -> None:
-    left, right = pairs()
-    exact = mutual_nearest(left, right, csls_k=csls_k, precision="fp32")
-    approx = mutual_nearest(left, right, csls_k=csls_k, precision="fp32", ann_from=100)
-    assert torch.equal(approx[0], exact[0]) and torch.equal(approx[1], exact[1])
-    assert len(exact[0]) == len(left)
-
-
 def test_below_the_threshold_the_search_stays_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     """The smaller side decides; neither search touches the graph below ``ann_from`` or at 0."""
     def no_graph(*args: object, **kwargs: object) -> None:
@@ -55,7 +46,6 @@ def test_below_the_threshold_the_search_stays_exact(monkeypatch: pytest.MonkeyPa
     assert not ann.use_ann(200, 10_000, 201) and not ann.use_ann(10**6, 10**6, 0) and ann.use_ann(300, 300, 300)
     for ann_from in (0, 201):
         topk(left, right, 3, csls_k=3, ann_from=ann_from)
-        mutual_nearest(left, right, csls_k=3, ann_from=ann_from)
 
 
 def test_calibration_raises_the_beam_until_the_sample_recall_is_reached() -> None:
