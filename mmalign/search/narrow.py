@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mmalign.report import Reporter
 from mmalign.search.ann import RECALL_AT, SAMPLE, SAMPLE_SEED, TARGET_RECALL, recall
 from mmalign.search.blocks import block_products, block_rows
 
