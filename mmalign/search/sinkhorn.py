@@ -104,6 +104,8 @@ def sinkhorn_ranks(queries: Tensor, candidates: Tensor, targets: Tensor, *, list
     """
     queries, candidates = checked(queries, candidates)
     query_rows = torch.arange(len(targets)) if query_rows is None else query_rows
+    if len(targets) == 0:
+        return torch.empty(0, dtype=torch.int64)
     entries = sinkhorn_entries(queries, candidates, lists=lists, temperature=temperature, iterations=iterations,
                                block=block, reporter=reporter)
     n_c = len(candidates)

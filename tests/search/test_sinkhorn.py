@@ -70,6 +70,12 @@ def test_evaluation_ranks_by_the_configured_method() -> None:
     assert sinkhorn["mr"] == pytest.approx(float(reference.mean()))
 
 
+def test_no_targets_no_ranks() -> None:
+    ranks = sinkhorn_ranks(unit(5, 8, seed=9), unit(6, 8, seed=10), torch.empty(0, dtype=torch.int64), lists=3,
+                           temperature=0.02, iterations=10)
+    assert ranks.shape == (0,) and ranks.dtype == torch.int64
+
+
 def test_ranking_settings_are_checked() -> None:
     with pytest.raises(MMAlignError, match="--sinkhorn-temperature must be above 0"):
         RankingConfig(sinkhorn_temperature=0)
