@@ -85,10 +85,11 @@ class ComputeConfig(Section):
     # default, ANN is faster than exact search at the same recall (docs/benchmarks.md), and
     # DBP15K (20k per side) stays exact.
     ann_from: int = 50000
-    # The pseudo-pair search's own threshold, from which it runs narrowed
-    # (:mod:`mmalign.search.narrow`, where that reaches its sampled recall): 1.7× faster than
-    # exact at 100k per side, no faster at DBP15K size (docs/benchmarks.md). 0: always exact.
-    pseudo_ann_from: int = 100000
+    # The pseudo-pair search's own threshold (unpaired entities on both sides), from which it
+    # runs narrowed (:mod:`mmalign.search.narrow`, where that reaches its sampled recall): 1.7×
+    # faster than exact at 77,500 a side, no faster at DBP15K size (docs/benchmarks.md).
+    # 0: always exact.
+    pseudo_ann_from: int = 75000
 
     def check(self) -> None:
         at_least("ann_from", self.ann_from, 0)
