@@ -43,10 +43,10 @@ CONFIGS = {
     "before": ({"precision": "bf16", "max_pairs": 14000}, {}),
     "fp32, 14,000 pairs": ({"precision": "fp32", "max_pairs": 14000}, {}),
     "defaults": ({}, {}),
-    # The pseudo-pair search exact, or approximate (HNSW), whatever the size (the defaults
-    # choose by pseudo_ann_from).
+    # The pseudo-pair search exact, or narrowed where it reaches its recall (mmalign/search/
+    # narrow.py), whatever the size (the defaults choose by pseudo_ann_from).
     "exact search": ({"pseudo_ann_from": 0}, {}),
-    "approximate search": ({"pseudo_ann_from": 1}, {}),
+    "narrowed search": ({"pseudo_ann_from": 1}, {}),
 }
 PHASES = ("forward", "loss", "backward", "optimizer", "step", "embeddings", "search", "validation")
 
