@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from mmalign.search.ann import RECALL_AT, SAMPLE, SAMPLE_SEED, TARGET_RECALL, recall
-from mmalign.search.blocks import block_products, block_rows
+from mmalign.search.topk_lists import topk
 
 ENERGY = (0.9, 0.95, 0.98, 0.99, 0.995)
 """Fractions of the rows' energy (sum of squared singular values) the kept directions hold, tried in turn."""
@@ -80,7 +80,7 @@ def choose(left: Tensor, right: Tensor, k: int, block: int) -> Narrowing | None:
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
     samples = [(rows[torch.randperm(len(rows), generator=generator)[:SAMPLE]], others)
                for rows, others in ((left, right), (right, left))]
-    exact = [_exact_topk(queries, others, at, block) for queries, others in samples]
+    exact = [topk(queries, others, at, block=block, backend="torch")[1] for queries, others in samples]
     for level in ENERGY:
         width = int(torch.searchsorted(energy, torch.tensor(level))) + 1
         if width > MAX_WIDTH * d:
@@ -107,20 +107,8 @@ def rescore(queries: Tensor, others: Tensor, shortlist: Tensor, k: int, block: i
     return values, index
 
 
-def _exact_topk(queries: Tensor, others: Tensor, k: int, block: int) -> Tensor:
-    """Indices of each query's ``k`` best rows of ``others`` at full width."""
-    out = torch.empty(len(queries), k, dtype=torch.int64)
-    for start, scores in block_products(queries.float(), others.float().T, block_rows(len(others), block)):
-        out[start : start + len(scores)] = scores.topk(k, dim=1).indices
-    return out
-
-
 def _narrow_topk(queries: Tensor, others: Tensor, basis: Tensor, k: int, block: int) -> Tensor:
     """Indices of each query's ``k`` best rows of ``others`` through a narrow shortlist re-scored."""
     shortlist = min(max(SHORTLIST, k), len(others))
-    others_n = (others.float() @ basis).T.contiguous()
-    short = torch.empty(len(queries), shortlist, dtype=torch.int64)
-    for start, scores in block_products(queries.float() @ basis, others_n, block_rows(len(others), block)):
-        short[start : start + len(scores)] = scores.topk(shortlist, dim=1).indices
+    short = topk(queries.float() @ basis, others.float() @ basis, shortlist, block=block, backend="torch")[1]
     return rescore(queries, others, short, k, block)[1]
-
