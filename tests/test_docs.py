@@ -13,7 +13,7 @@ from mmalign.training.config import SETTING_PATHS
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
-SETUP_COMMANDS = ("pip install -e '.[dev,cpu,text,multilingual,faiss]'", "HF_HUB_OFFLINE=1 python -m pytest -q")
+SETUP_COMMANDS = ("pip install -e '.[dev,cpu,text,multilingual,faiss,scale]'", "HF_HUB_OFFLINE=1 python -m pytest -q")
 README_MAX_LINES = 200
 
 

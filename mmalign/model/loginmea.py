@@ -90,17 +90,20 @@ class LoginMEA(nn.Module):
         """Embeddings ``[G0;G1;G2 ; J0;J1;J2]`` (code) or ``[H0;J1;J2]`` (paper), N × D."""
         return torch.cat(self.forward_blocks(features, graph), dim=1)
 
-    def forward_blocks(self, features: list[torch.Tensor], graph: Graph) -> list[torch.Tensor]:
+    def forward_blocks(self, features: list[torch.Tensor], graph: Graph, entities: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The blocks of :meth:`forward` before concatenation.
 
         Training gathers only the rows its loss needs from each block, which avoids an N × D
-        copy forward and an N × D zero-filled gradient backward.
+        copy forward and an N × D zero-filled gradient backward. ``entities``: the global ids
+        of ``graph``'s rows when it is a part of the whole graph (partitioned training;
+        ``features`` then hold those rows only).
         """
         c = self.config
         set_vectors = relation_set_vectors(graph, self.relation_table) if c.graph_layer == "rrea" else None
         blocks: list[torch.Tensor] = []
         if self.use_structure:
-            g0 = torch.tanh(spmm(graph.mean_pattern, graph.mean_weights, self.entity_table))
+            table = self.entity_table if entities is None else self.entity_table.index_select(0, entities)
+            g0 = torch.tanh(spmm(graph.mean_pattern, graph.mean_weights, table))
             blocks += self.structure(g0, graph, set_vectors)
         if not self.n_fused:
             return blocks

@@ -63,10 +63,15 @@ class ScheduleConfig(Section):
     # count, so it scales with the seeds.
     pseudo_per_seed: float = 0.0
     dropout: float = 0.0  # on the embeddings entering the loss (RREA's output dropout)
+    # Parts of the graph (METIS, seed pairs kept together) whose subgraphs the steps run on in
+    # turn, and within which pseudo pairs are searched (:mod:`mmalign.training.partitions`);
+    # 1: the whole graph. Bounds a step's memory and the search's time on large graphs.
+    partitions: int = 1
 
     def check(self) -> None:
         at_least("epochs", self.epochs, 1)
         at_least("batch_size", self.batch_size, 1)
+        at_least("partitions", self.partitions, 1)
         for key in ("chunks_per_step", "max_pairs", "pseudo_per_seed", "lr", "weight_decay", "dropout"):
             at_least(key, getattr(self, key), 0)
         if self.dropout >= 1:

@@ -37,6 +37,7 @@ from mmalign.training.checkpoint import has_checkpoint, load_checkpoint, saved_p
 from mmalign.training.config import TrainConfig
 from mmalign.training.inputs import Inputs
 from mmalign.training.loop import BEST, METRICS, Trainer
+from mmalign.training.partitions import build_partition
 from mmalign.training.splits import Splits, test_pair_metrics, validation_metrics
 
 SUMMARY, EMBEDDINGS = "summary.json", "embeddings.safetensors"
@@ -110,6 +111,9 @@ def train_members(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: 
     """Train (or finish training) every member, then combine them into the run's embeddings and summary."""
     members: list[MemberResult] = []
     main = distributed.is_main()  # under torchrun, rank 0 decides and writes; see mmalign.training.distributed
+    partition = None
+    if config.schedule.partitions > 1:  # the same parts for every member: they depend on the seeds alone
+        partition = build_partition(inputs, splits.train, splits.valid, config.schedule.partitions, config.seed, reporter)
     for k in range(config.members):
         folder = member_folder(run_dir, k, legacy_single)
         label = folder.name if legacy_single else f"members/{k}"
@@ -128,7 +132,7 @@ def train_members(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: 
         own = member_splits(splits, config, k)
         if len(own.train) < len(splits.train):
             reporter.info(f"{label} trains on its share of the bootstrapped seed pairs: {len(own.train):,} of {len(splits.train):,} (cross_fit)")
-        trainer = Trainer(model, inputs, own, member, folder, precision, device, reporter)
+        trainer = Trainer(model, inputs, own, member, folder, precision, device, reporter, partition)
         if distributed.broadcast_object(resuming and main and has_checkpoint(folder)):
             load_checkpoint(trainer)  # every rank reads it: the run folder must be where every rank sees it
             reporter.info(f"resuming {label} at epoch {trainer.epoch}")

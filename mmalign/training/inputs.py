@@ -30,6 +30,7 @@ class Inputs:
     n1: int  # KG1 entities: global ids 0..n1-1
     n_entities: int
     n_relations: int
+    triples: np.ndarray  # global (head, relation, tail) rows the graph was built from
 
     @property
     def direct(self) -> list[int]:
@@ -67,4 +68,4 @@ def build_inputs(workspace: Workspace, config: FeatureConfig, seed: int, device:
         else:
             features += built if isinstance(built, list) else [built]
     matrices = [prepare_input(f.matrix, device) for f in features]
-    return Inputs(graph.to(device), features, matrices, n1, n_entities, n_relations)
+    return Inputs(graph.to(device), features, matrices, n1, n_entities, n_relations, triples)

@@ -4,7 +4,9 @@ An epoch trains on every seed pair and a sample of the pseudo pairs, shuffled an
 even chunks of at most ``batch_size`` pairs (each pair's in-batch negatives). A step runs
 one full-graph forward, the loss of its chunks and one backward through the model
 (``chunks_per_step`` chunks per step; 0: the whole epoch in one step, the authors' step
-structure with one backward instead of one per chunk).
+structure with one backward instead of one per chunk). Partitioned (``schedule.partitions``),
+a step runs one forward, loss and backward per part and one optimiser step
+(:mod:`mmalign.training.partitions`).
 
 Under ``torchrun`` each rank computes the loss of its share of a step's chunks, the gradients
 are summed over the ranks, and rank 0 alone searches, validates and writes
@@ -29,6 +31,7 @@ from mmalign.training import distributed
 from mmalign.training.checkpoint import save_checkpoint
 from mmalign.training.config import TrainConfig
 from mmalign.training.inputs import Inputs
+from mmalign.training.partitions import Part, Partition
 from mmalign.training.pseudo import PseudoLabeller
 from mmalign.evaluation import Metrics
 from mmalign.training.selection import Selector
@@ -42,8 +45,11 @@ class Trainer:
     """One model's training state in its folder; :meth:`fit` trains, ``checkpoint`` saves and loads it."""
 
     def __init__(self, model: LoginMEA, inputs: Inputs, splits: Splits, config: TrainConfig, folder: Path,
-                 precision: PrecisionChoice, device: torch.device, reporter: Reporter = SILENT) -> None:
+                 precision: PrecisionChoice, device: torch.device, reporter: Reporter = SILENT,
+                 partition: Partition | None = None) -> None:
+        """``partition``: the parts the steps run on (``schedule.partitions`` > 1), else the whole graph."""
         self.model, self.inputs, self.splits, self.config, self.folder = model, inputs, splits, config, folder
+        self.partition = partition
         self.precision, self.device, self.reporter = precision, device, reporter
         schedule = config.schedule
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
@@ -55,13 +61,21 @@ class Trainer:
 
     # -- one epoch ---------------------------------------------------------------------
     def step(self) -> float:
-        """One epoch: its pairs in even chunks of at most ``batch_size``, ``chunks_per_step`` per update."""
+        """One epoch: its pairs in even chunks of at most ``batch_size``, ``chunks_per_step`` per update.
+
+        Partitioned, each part's pairs are chunked on their own (a chunk's negatives are from its
+        part) and the parts' chunks follow each other in part order.
+        """
         schedule = self.config.schedule
         pairs = self._epoch_pairs()
-        n_chunks = -(-len(pairs) // schedule.batch_size)
-        chunks = np.array_split(pairs, n_chunks)  # even sizes: no small remainder chunk with few negatives
-        per_step = schedule.chunks_per_step or n_chunks
-        return sum(self._update(chunks[i : i + per_step]) for i in range(0, n_chunks, per_step))
+        groups = [(None, pairs)] if self.partition is None else self.partition.group(pairs)
+        work: list[tuple[Part | None, np.ndarray]] = []
+        for part, own in groups:
+            n_chunks = -(-len(own) // schedule.batch_size)
+            # even sizes: no small remainder chunk with few negatives
+            work += [(part, chunk) for chunk in np.array_split(own, n_chunks)] if n_chunks else []
+        per_step = schedule.chunks_per_step or len(work)
+        return sum(self._update(work[i : i + per_step]) for i in range(0, len(work), per_step))
 
     def _epoch_pairs(self) -> np.ndarray:
         """The seeds (a fresh sample of ``max_pairs`` of them when there are more) and a fresh sample of the pseudo pairs, shuffled."""
@@ -83,11 +97,42 @@ class Trainer:
         pairs = np.concatenate([seeds, pseudo])
         return pairs[self.generator.permutation(len(pairs))]
 
-    def _update(self, chunks: list[np.ndarray]) -> float:
-        """One forward, the chunks' losses, one backward through the model, one optimiser step."""
-        schedule = self.config.schedule
+    def _update(self, work: list[tuple[Part | None, np.ndarray]]) -> float:
+        """Each part's forward, its chunks' losses and its backward, then one optimiser step.
+
+        The whole graph is one part (``None``). Under torchrun each rank computes its share of
+        the chunks (and skips the parts it has none of); the gradients are summed after.
+        """
         self.model.train()
-        blocks = self.model.forward_blocks(self.inputs.matrices, self.inputs.graph)
+        self.optimizer.zero_grad(set_to_none=True)
+        mine = set(distributed.my_chunks(len(work)))
+        total, start = 0.0, 0
+        while start < len(work):
+            part = work[start][0]
+            end = start
+            while end < len(work) and work[end][0] is part:
+                end += 1
+            if self.partition is None or mine & set(range(start, end)):
+                total += self._part_loss(part, [chunk for _, chunk in work[start:end]], {i - start for i in mine})
+            start = end
+        if distributed.active() and self.partition is not None:
+            # A rank that skipped every part has no gradients; the sum needs every rank's tensors.
+            for parameter in self.model.parameters():
+                if parameter.requires_grad and parameter.grad is None:
+                    parameter.grad = torch.zeros_like(parameter)
+        total = distributed.all_reduce_gradients(self.model.parameters(), total, self.device)
+        self.optimizer.step()
+        return total
+
+    def _part_loss(self, part: Part | None, chunks: list[np.ndarray], mine: set[int]) -> float:
+        """The forward over ``part`` (or the whole graph), the losses of chunks ``mine``, the backward."""
+        schedule = self.config.schedule
+        if part is None:
+            blocks = self.model.forward_blocks(self.inputs.matrices, self.inputs.graph)
+        else:
+            entities = torch.from_numpy(part.entities).to(self.device)
+            blocks = self.model.forward_blocks(part.matrices, part.graph, entities)
+            chunks = [part.local(chunk) for chunk in chunks]
         # Gather every row the loss needs once per block: each gather's backward zero-fills an
         # N × d gradient, so one gather per block instead of one per block, side and chunk.
         rows, local = np.unique(np.concatenate(chunks), return_inverse=True)
@@ -104,8 +149,6 @@ class Trainer:
         source = table.detach().to(self.precision.dtype)
         grad = torch.zeros_like(table)
         total, start = 0.0, 0
-        # Under torchrun, this rank's share of the chunks; the gradients are summed after the backward.
-        mine = set(distributed.my_chunks(len(chunks)))
         for i, size in enumerate(len(c) for c in chunks):
             chunk = local[start : start + size]
             start += size
@@ -117,10 +160,7 @@ class Trainer:
             for side, leaf in zip((0, 1), sides):
                 grad.index_add_(0, chunk[:, side], leaf.grad.to(grad.dtype))
             total += float(loss.detach())
-        self.optimizer.zero_grad(set_to_none=True)
         table.backward(grad)
-        total = distributed.all_reduce_gradients(self.model.parameters(), total, self.device)
-        self.optimizer.step()
         return total
 
     # -- embeddings and validation -----------------------------------------------------
@@ -167,7 +207,9 @@ class Trainer:
                     embeddings = self.embeddings() if main else None
                     if search:
                         if main:
-                            self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities, self.splits.test)
+                            part_of = None if self.partition is None else self.partition.part_of
+                            self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities,
+                                               self.splits.test, part_of)
                         self.pseudo.pairs, self.pseudo.candidates = distributed.broadcast_object((self.pseudo.pairs, self.pseudo.candidates))
                 self.epoch = epoch
                 if evaluate:

@@ -82,11 +82,12 @@ class PseudoLabeller:
         return c.iterative and epoch > c.start and epoch % c.check_every == 0
 
     def update(self, embeddings: torch.Tensor, epoch: int, seeds: np.ndarray, n1: int, n_entities: int,
-               test: np.ndarray | None) -> None:
+               test: np.ndarray | None, part_of: np.ndarray | None = None) -> None:
         """Search the not-yet-paired entities after ``epoch`` and, at a window's end, renew the pairs.
 
         ``embeddings``: L2-normalised rows of every entity (global ids); ``seeds``: the training
-        pairs, whose entities are never searched.
+        pairs, whose entities are never searched; ``part_of``: each entity's part under
+        partitioned training, where pairs are searched within each part only.
         """
         c = self.config
         used = seeds if c.refresh else np.concatenate([seeds, self.pairs])
@@ -96,9 +97,14 @@ class PseudoLabeller:
         if len(left) == 0 or len(right) == 0:
             return
         csls_k = self.csls_k if c.score is PseudoScore.CSLS else 0
-        rows, cols = mutual_nearest(embeddings[left], embeddings[right], precision=self.precision, csls_k=csls_k,
-                                    ann_from=self.ann_from, reporter=self.reporter)
-        found = set(zip(left[rows.numpy()].tolist(), right[cols.numpy()].tolist()))
+        groups = [(left, right)] if part_of is None else [
+            (left[part_of[left] == p], right[part_of[right] == p]) for p in range(int(part_of.max()) + 1)]
+        found: set[tuple[int, int]] = set()
+        for lefts, rights in groups:
+            if len(lefts) and len(rights):
+                rows, cols = mutual_nearest(embeddings[lefts], embeddings[rights], precision=self.precision, csls_k=csls_k,
+                                            ann_from=self.ann_from, reporter=self.reporter)
+                found |= set(zip(lefts[rows.numpy()].tolist(), rights[cols.numpy()].tolist()))
         window_start = (epoch - c.check_every) % c.window == 0
         self.candidates = found if window_start or not self.candidates else self.candidates & found
         if epoch % c.window == 0 and self.candidates:

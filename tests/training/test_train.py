@@ -97,11 +97,14 @@ def test_same_seed_gives_identical_embeddings(workspace) -> None:
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in ("kg1", "kg2"))
 
 
-def test_resume_continues_to_the_same_result(workspace) -> None:
+@pytest.mark.parametrize("partitions", [1, pytest.param(2, id="partitioned")])
+def test_resume_continues_to_the_same_result(workspace, partitions: int) -> None:
+    if partitions > 1:
+        pytest.importorskip("pymetis")
     work, pair = workspace
-    full = train(work, pair.seeds, config(epochs=30, min_epochs=0))
+    full = train(work, pair.seeds, config(epochs=30, min_epochs=0, partitions=partitions))
     # Stop a run at epoch 20 (its last checkpoint), then resume it with a budget of 30.
-    partial = train(work, pair.seeds, config(epochs=20, min_epochs=0))
+    partial = train(work, pair.seeds, config(epochs=20, min_epochs=0, partitions=partitions))
     saved = json.loads((partial.run_dir / "config.json").read_text())
     saved["config"]["schedule"]["epochs"] = 30
     (partial.run_dir / "config.json").write_text(json.dumps(saved))
