@@ -156,24 +156,3 @@ def test_two_ranks_train_and_resume_like_one_process(tmp_path: Path, monkeypatch
         assert all(abs(losses_two[e] - loss) <= RELATIVE_LOSS * abs(loss) for e, loss in losses_one.items()), (losses_one, losses_two)
     x, y = (load_file(str(r / "embeddings.safetensors")) for r in (single, run))
     assert all(np.allclose(x[k].numpy(), y[k].numpy(), atol=EMBEDDING_ATOL) for k in ("kg1", "kg2"))
-
-
-@pytest.mark.slow  # about 10 s: one torchrun launch of 3 processes
-def test_two_ranks_share_the_parts_of_partitioned_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Partitioned, each rank runs only the parts holding its chunks; the run still matches one process."""
-    pytest.importorskip("pymetis")
-    pair = make_pair(tmp_path / "data")
-    one, two = tmp_path / "one", tmp_path / "two"
-    for work in (one, two):
-        ingest([pair.kg1, pair.kg2], work)
-    common = ["--seeds", str(pair.seeds), "--test", str(pair.test), "--epochs", str(EPOCHS), "--partitions", "2", *OPTIONS]
-    _one_process(["train", "-w", str(one), *common], monkeypatch)
-    _torchrun(["train", "-w", str(two), *common], tmp_path)
-    single, run = ((w / "runs" / "latest").resolve() for w in (one, two))
-    a, b = (json.loads((r / "summary.json").read_text()) for r in (single, run))
-    for split in ("valid", "test"):
-        assert b[split]["hits@1"] == a[split]["hits@1"], split
-    for member in (0, 1):
-        losses_one, losses_two = _losses(single, member), _losses(run, member)
-        assert losses_one.keys() == losses_two.keys()
-        assert all(abs(losses_two[e] - loss) <= RELATIVE_LOSS * abs(loss) for e, loss in losses_one.items()), (losses_one, losses_two)

@@ -11,14 +11,18 @@ import torch
 from typer.testing import CliRunner
 
 from mmalign.cli import app
+from mmalign.hardware import choose_precision
 from mmalign.errors import MMAlignError
 from mmalign.graph import build_graph
 from mmalign.ingest import ingest
 from mmalign.model.loginmea import LoginMEA
 from mmalign.report import SILENT
-from mmalign.training import TrainConfig, train
-from mmalign.training.inputs import Inputs
+from mmalign.training import TrainConfig, distributed, train
+from mmalign.training.inputs import Inputs, build_inputs
+from mmalign.training.loop import Trainer
 from mmalign.training.partitions import STRATEGIES, Partition, build_partition, partition_entities
+from mmalign.training.splits import make_splits
+from mmalign.workspace import Workspace
 from synthetic import make_pair
 
 pytest.importorskip("pymetis")
@@ -179,3 +183,46 @@ def test_without_pymetis_partitioned_training_says_what_to_install(monkeypatch: 
     triples, n1, n = communities()
     with pytest.raises(MMAlignError, match=r"pip install 'mmalign\[scale\]'"):
         partition_entities(triples, n, n1, np.zeros((0, 2), dtype=np.int64), np.zeros((0, 2), dtype=np.int64), 2, seed=0)
+
+
+def test_ranks_run_only_their_parts_and_their_gradients_sum_to_one_process(workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data-parallel over parts, without processes: each fake rank's step, collective left out.
+
+    One chunk per part (batch larger than any part's pairs), two parts, two ranks: each rank
+    runs one part's forward, and the two ranks' gradients add up to one process's. The real
+    collectives are tested under torchrun in ``test_distributed.py``.
+    """
+    work, pair = workspace
+    settings = TrainConfig.build({**SMALL, "partitions": 2, "batch_size": 1000}).resolved()
+    ws = Workspace.open(work)
+    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
+    cpu = torch.device("cpu")
+    inputs = build_inputs(ws, settings.features, settings.seed, cpu, SILENT)
+    partition = build_partition(inputs, splits.train, splits.valid, 2, settings.seed, SILENT)
+
+    def one_step(rank: int | None, world: int = 2) -> tuple[dict[str, torch.Tensor], int]:
+        torch.manual_seed(0)
+        model = LoginMEA(settings.model, [f.dim for f in inputs.features], inputs.n_entities, inputs.n_relations, inputs.direct)
+        trainer = Trainer(model, inputs, splits, settings, work, choose_precision("fp32", cpu), cpu, SILENT, partition)
+        monkeypatch.setattr(trainer.optimizer, "step", lambda: None)  # keep the gradients, change nothing
+        forwards = []
+        original = model.forward_blocks
+        monkeypatch.setattr(model, "forward_blocks", lambda *args: forwards.append(1) or original(*args))
+        if rank is not None:
+            monkeypatch.setattr(distributed, "active", lambda: True)
+            monkeypatch.setattr(distributed, "my_chunks", lambda n: list(range(rank, n, world)))
+            monkeypatch.setattr(distributed, "all_reduce_gradients", lambda parameters, total, device: total)
+        trainer.step()
+        monkeypatch.undo()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}, len(forwards)
+
+    whole, forwards = one_step(None)
+    assert forwards == 2
+    (first, forwards_0), (second, forwards_1) = one_step(0), one_step(1)
+    assert forwards_0 == forwards_1 == 1
+    assert whole.keys() == first.keys() == second.keys()
+    for name in whole:
+        torch.testing.assert_close(first[name] + second[name], whole[name], rtol=1e-5, atol=1e-7)
+    # A third rank of three has no chunk: no forward, zero gradients for the sum (not None).
+    idle, forwards_2 = one_step(2, world=3)
+    assert forwards_2 == 0 and idle.keys() == whole.keys() and all(not g.any() for g in idle.values())
