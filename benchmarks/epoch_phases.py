@@ -14,7 +14,10 @@ else on the untrained model's.
 
 ``--work`` times another ingested workspace (a synthetic pair of ``benchmarks/synthetic.py``,
 say) with its own seed and test files instead of zh_en; ``--config NAME`` picks configurations.
-The pseudo-pair search uses the run's ``pseudo_ann_from``, as training does.
+The pseudo-pair search is the trainer's own (the unpaired entities, with the run's
+``pseudo_ann_from``; part by part for ``4 parts``, whose planted pairs lie within parts). The
+child's peak RSS is read after each of ``MEMORY``'s points, so the table shows which phase set
+the peak.
 
 ``--before`` adds the configuration this project defaulted to until 2026-12-04: bfloat16
 products (emulated, and so slow, on CPUs without native bfloat16) and 14,000 pairs per
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,8 +51,12 @@ CONFIGS = {
     # narrow.py), whatever the size (the defaults choose by pseudo_ann_from).
     "exact search": ({"pseudo_ann_from": 0}, {}),
     "narrowed search": ({"pseudo_ann_from": 1}, {}),
+    # Partitioned training (mmalign/training/partitions.py): steps and the search part by part.
+    "4 parts": ({"partitions": 4}, {}),
 }
 PHASES = ("forward", "loss", "backward", "optimizer", "step", "embeddings", "search", "validation")
+MEMORY = ("inputs", "model", "steps", "embeddings", "search", "validation")
+"""Points after which the child reads its peak RSS so far: which phase set the peak."""
 
 
 def child(work: Path, seeds: Path, test: Path, settings: dict, steps: int, embeddings: Path | None) -> dict[str, float]:
@@ -63,14 +71,18 @@ def child(work: Path, seeds: Path, test: Path, settings: dict, steps: int, embed
     from mmalign.hardware import choose_precision
     from mmalign.model.loginmea import LoginMEA
     from mmalign.report import SILENT
-    from mmalign.search import mutual_nearest
     from mmalign.training import TrainConfig
     from mmalign.training.inputs import build_inputs
     from mmalign.training.loop import Trainer
+    from mmalign.training.partitions import build_partition
     from mmalign.training.splits import make_splits
     from mmalign.workspace import Workspace
 
     times: dict[str, list[float]] = {phase: [] for phase in PHASES}
+    peak_mb: dict[str, float] = {}
+
+    def peak(point: str) -> None:
+        peak_mb[point] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def timed(phase: str, function):
         def wrapper(*args, **kwargs):
@@ -87,14 +99,24 @@ def child(work: Path, seeds: Path, test: Path, settings: dict, steps: int, embed
     cpu = torch.device("cpu")
     precision = choose_precision(config.compute.precision.value, cpu)
     inputs = build_inputs(workspace, config.features, config.seed, cpu, SILENT)
+    partition = None
+    if config.schedule.partitions > 1:
+        partition = build_partition(inputs, splits.train, splits.valid, config.schedule.partitions, config.seed, SILENT)
+    peak("inputs")
     model = LoginMEA(config.model, [f.dim for f in inputs.features], inputs.n_entities, inputs.n_relations, inputs.direct, precision.dtype)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(model, inputs, splits, config, Path(folder), precision, cpu)
+        trainer = Trainer(model, inputs, splits, config, Path(folder), precision, cpu, SILENT, partition)
+        peak("model")
         rng = np.random.default_rng(0)
         left = np.setdiff1d(np.arange(inputs.n1), splits.train[:, 0])
         right = np.setdiff1d(np.arange(inputs.n1, inputs.n_entities), splits.train[:, 1])
         planted = min(12300, len(left), len(right))
-        trainer.pseudo.pairs = np.stack([rng.permutation(left)[:planted], rng.permutation(right)[:planted]], 1)
+        # Partitioned, pairs are planted within parts (a pair across parts is never trained).
+        groups = [(left, right)] if partition is None else [
+            (left[partition.part_of[left] == p], right[partition.part_of[right] == p]) for p in range(len(partition.parts))]
+        share = [min(len(l), len(r), round(planted * len(l) / len(left))) for l, r in groups]
+        trainer.pseudo.pairs = np.concatenate([np.stack([rng.permutation(l)[:k], rng.permutation(r)[:k]], 1)
+                                               for (l, r), k in zip(groups, share)])
         model.forward_blocks = timed("forward", model.forward_blocks)
         trainer.optimizer.step = timed("optimizer", trainer.optimizer.step)
         loss_fn, backward = trainer.loss_fn, torch.Tensor.backward
@@ -119,24 +141,30 @@ def child(work: Path, seeds: Path, test: Path, settings: dict, steps: int, embed
                 per_step[phase].append(sum(times[phase]))
                 times[phase].clear()
         torch.Tensor.backward = backward
+        peak("steps")
         start = time.perf_counter()
         current = trainer.embeddings()
         times["embeddings"].append(time.perf_counter() - start)
+        peak("embeddings")
         if embeddings is not None:
             saved = load_file(str(embeddings))
             current = torch.cat([saved["kg1"], saved["kg2"]])
         start = time.perf_counter()
-        mutual_nearest(current[left], current[right], precision=precision.chosen, csls_k=config.selection.csls,
-                       ann_from=config.compute.pseudo_ann_from)
+        # As training searches: the unpaired entities, part by part when partitioned.
+        trainer.pseudo.update(current, config.pseudo.start + config.pseudo.check_every, splits.train, inputs.n1, inputs.n_entities,
+                              splits.test, None if partition is None else partition.part_of)
         times["search"].append(time.perf_counter() - start)
+        peak("search")
         start = time.perf_counter()
         trainer.validate(current)
         times["validation"].append(time.perf_counter() - start)
+        peak("validation")
     out = {phase: statistics.median(values) for phase, values in per_step.items()}
     out.update({phase: times[phase][0] for phase in ("embeddings", "search", "validation")})
     out["pairs"] = len(trainer._epoch_pairs())
     out["precision"] = precision.chosen
     out["entities"] = inputs.n_entities
+    out["peak_mb"] = peak_mb
     return out
 
 
@@ -188,6 +216,9 @@ def main() -> None:
         print(f"| {phase}{note} | {' | '.join(f'{rows[name][phase]:.2f}' for name in names)} |")
     pairs = " | ".join(f"{rows[name]['pairs']:,}" for name in names)
     print(f"| pairs in the epoch's loss | {pairs} |")
+    for point in MEMORY:
+        cells = " | ".join(f"{rows[name]['peak_mb'][point]:,.0f}" for name in names)
+        print(f"| peak RSS after {point} (MB) | {cells} |")
     print(f"| peak RSS (MB) | {' | '.join(f'{peaks[name]:,.0f}' for name in names)} |")
     print(f"\n{rows[names[0]]['entities']:,} entities in all ({args.work or 'DBP15K zh_en'})")
 

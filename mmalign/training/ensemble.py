@@ -37,7 +37,7 @@ from mmalign.training.checkpoint import has_checkpoint, load_checkpoint, saved_p
 from mmalign.training.config import TrainConfig
 from mmalign.training.inputs import Inputs
 from mmalign.training.loop import BEST, METRICS, Trainer
-from mmalign.training.partitions import build_partition
+from mmalign.training.partitions import Partition, build_partition
 from mmalign.training.splits import Splits, test_pair_metrics, validation_metrics
 
 SUMMARY, EMBEDDINGS = "summary.json", "embeddings.safetensors"
@@ -149,7 +149,7 @@ def train_members(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: 
         # The finished member's final evaluation left free pages in the heap; handed back before
         # the next member trains, so the two do not stack.
         release_freed_memory()
-    return distributed.broadcast_object(_combine(inputs, splits, config, run_dir, members, precision) if main else None)
+    return distributed.broadcast_object(_combine(inputs, splits, config, run_dir, members, precision, partition) if main else None)
 
 
 def member_splits(splits: Splits, config: TrainConfig, k: int) -> Splits:
@@ -184,7 +184,7 @@ def _finish_member(trainer: Trainer, seed: int, epochs_run: int, seconds: float)
 
 
 def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path, members: list[MemberResult],
-             precision: PrecisionChoice) -> TrainResult:
+             precision: PrecisionChoice, partition: Partition | None = None) -> TrainResult:
     """The run's embeddings, metrics and summary: the members' concatenation, or the last member.
 
     The concatenation averages the members' cosines; it is kept unless the last member alone
@@ -223,6 +223,7 @@ def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path,
         "skipped_modalities": skipped,
         "precision": precision.as_dict(),
         "distributed": distributed.record(),
+        "partition": partition.record() if partition is not None else None,
         "seeds": splits.origin,
         "seconds": round(result.seconds, 2),
         "seconds_per_epoch": round(result.seconds_per_epoch, 4),

@@ -59,6 +59,13 @@ class Partition:
     parts: list[Part]
     cut: float  # share of the triples between parts (left out of training)
     strategy: str = "contracted"  # which of STRATEGIES made the parts
+    valid_within: float = 1.0  # share of the validation pairs within one part
+
+    def record(self) -> dict[str, object]:
+        """What summary.json keeps of the partition."""
+        sizes = np.bincount(self.part_of, minlength=len(self.parts))
+        return {"parts": len(self.parts), "strategy": self.strategy, "smallest": int(sizes.min()), "largest": int(sizes.max()),
+                "triples_cut": round(self.cut, 4), "validation_within": round(self.valid_within, 4)}
 
     def group(self, pairs: np.ndarray) -> list[tuple[Part, np.ndarray]]:
         """The pairs of each part, in part order; pairs whose entities lie in two parts are dropped."""
@@ -181,9 +188,11 @@ def build_partition(inputs: Inputs, seeds: np.ndarray, valid: np.ndarray, n_part
         rows = torch.from_numpy(entities)
         matrices = [prepare_input(csr_rows(f.matrix, rows), device) for f in inputs.features]
         parts.append(Part(entities, graph, matrices))
-    partition = Partition(part_of, parts, float(np.mean(head_part != tail_part)) if len(triples) else 0.0, strategy)
-    sizes = np.bincount(part_of, minlength=n_parts)
-    reporter.info(f"partitioned training: {n_parts} parts of {sizes.min():,}-{sizes.max():,} entities (METIS, {strategy}), "
-                  f"{partition.cut:.1%} of the triples between parts, {partition.within(valid):.1%} of the validation "
+    cut = float(np.mean(head_part != tail_part)) if len(triples) else 0.0
+    partition = Partition(part_of, parts, cut, strategy)
+    partition.valid_within = partition.within(valid)
+    record = partition.record()
+    reporter.info(f"partitioned training: {n_parts} parts of {record['smallest']:,}-{record['largest']:,} entities (METIS, {strategy}), "
+                  f"{cut:.1%} of the triples between parts, {partition.valid_within:.1%} of the validation "
                   "pairs within one part (the most the pseudo-pair search can find)")
     return partition

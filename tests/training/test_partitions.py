@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import json
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,9 @@ def test_partitioned_training_aligns_and_searches_within_parts(workspace, monkey
     assert searched and all(max(left, right) < 0.75 * unpaired for left, right in searched), (searched, unpaired)
     config = (result.run_dir / "config.json").read_text()
     assert '"partitions": 2' in config
+    record = json.loads((result.run_dir / "summary.json").read_text())["partition"]
+    assert record["parts"] == 2 and record["strategy"] in STRATEGIES and 0 < record["triples_cut"] < 1
+    assert 0 < record["validation_within"] <= 1 and record["smallest"] + record["largest"] == 240
 
 
 def test_partitioned_training_is_deterministic(workspace) -> None:
