@@ -74,7 +74,7 @@ def child(work: Path, seeds: Path, test: Path, settings: dict, steps: int, embed
     from mmalign.training import TrainConfig
     from mmalign.training.inputs import build_inputs
     from mmalign.training.loop import Trainer
-    from mmalign.training.partitions import build_partition
+    from mmalign.training.partitions import build_partition, sides_by_part
     from mmalign.training.splits import make_splits
     from mmalign.workspace import Workspace
 
@@ -112,8 +112,7 @@ def child(work: Path, seeds: Path, test: Path, settings: dict, steps: int, embed
         right = np.setdiff1d(np.arange(inputs.n1, inputs.n_entities), splits.train[:, 1])
         planted = min(12300, len(left), len(right))
         # Partitioned, pairs are planted within parts (a pair across parts is never trained).
-        groups = [(left, right)] if partition is None else [
-            (left[partition.part_of[left] == p], right[partition.part_of[right] == p]) for p in range(len(partition.parts))]
+        groups = sides_by_part(None if partition is None else partition.part_of, left, right)
         share = [min(len(l), len(r), round(planted * len(l) / len(left))) for l, r in groups]
         trainer.pseudo.pairs = np.concatenate([np.stack([rng.permutation(l)[:k], rng.permutation(r)[:k]], 1)
                                                for (l, r), k in zip(groups, share)])

@@ -75,7 +75,19 @@ class Partition:
 
     def within(self, pairs: np.ndarray) -> float:
         """Share of ``pairs`` whose two entities lie in one part."""
-        return float(np.mean(self.part_of[pairs[:, 0]] == self.part_of[pairs[:, 1]])) if len(pairs) else 1.0
+        return share_within(self.part_of, pairs)
+
+
+def share_within(part_of: np.ndarray, pairs: np.ndarray) -> float:
+    """Share of ``pairs`` whose two entities lie in one part (1 when there are none)."""
+    return float(np.mean(part_of[pairs[:, 0]] == part_of[pairs[:, 1]])) if len(pairs) else 1.0
+
+
+def sides_by_part(part_of: np.ndarray | None, left: np.ndarray, right: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each part's share of two sides' entities, in part order; both sides whole without parts."""
+    if part_of is None:
+        return [(left, right)]
+    return [(left[part_of[left] == p], right[part_of[right] == p]) for p in range(int(part_of.max()) + 1)]
 
 
 def _metis():
@@ -162,7 +174,7 @@ def partition_entities(triples: np.ndarray, n_entities: int, n1: int, seeds: np.
     best: tuple[float, str, np.ndarray] | None = None
     for name, strategy in STRATEGIES.items():
         part_of = strategy(triples, n_entities, n1, seeds, n_parts, seed)
-        within = float(np.mean(part_of[valid[:, 0]] == part_of[valid[:, 1]])) if len(valid) else 0.0
+        within = share_within(part_of, valid)
         if best is None or within > best[0]:
             best = (within, name, part_of)
     assert best is not None
@@ -189,8 +201,7 @@ def build_partition(inputs: Inputs, seeds: np.ndarray, valid: np.ndarray, n_part
         matrices = [prepare_input(csr_rows(f.matrix, rows), device) for f in inputs.features]
         parts.append(Part(entities, graph, matrices))
     cut = float(np.mean(head_part != tail_part)) if len(triples) else 0.0
-    partition = Partition(part_of, parts, cut, strategy)
-    partition.valid_within = partition.within(valid)
+    partition = Partition(part_of, parts, cut, strategy, share_within(part_of, valid))
     record = partition.record()
     reporter.info(f"partitioned training: {n_parts} parts of {record['smallest']:,}-{record['largest']:,} entities (METIS, {strategy}), "
                   f"{cut:.1%} of the triples between parts, {partition.valid_within:.1%} of the validation "

@@ -17,6 +17,7 @@ import torch
 
 from mmalign.report import SILENT, Reporter
 from mmalign.search import mutual_nearest
+from mmalign.training.partitions import sides_by_part
 from mmalign.settings import Choice, Section, at_least
 
 
@@ -97,10 +98,8 @@ class PseudoLabeller:
         if len(left) == 0 or len(right) == 0:
             return
         csls_k = self.csls_k if c.score is PseudoScore.CSLS else 0
-        groups = [(left, right)] if part_of is None else [
-            (left[part_of[left] == p], right[part_of[right] == p]) for p in range(int(part_of.max()) + 1)]
         found: set[tuple[int, int]] = set()
-        for lefts, rights in groups:
+        for lefts, rights in sides_by_part(part_of, left, right):
             if len(lefts) and len(rights):
                 rows, cols = mutual_nearest(embeddings[lefts], embeddings[rights], precision=self.precision, csls_k=csls_k,
                                             ann_from=self.ann_from, reporter=self.reporter)
