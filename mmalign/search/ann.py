@@ -1,135 +1,288 @@
-"""Approximate nearest neighbours (faiss HNSW) for searches too large to score exactly.
+"""Approximate top-k lists for searches too large to score exactly: clusters probed in the
+embeddings' leading directions, the shortlists re-scored at full width.
 
-Exact search costs queries × candidates products: 100k × 100k at width 1200 is minutes on a
-small CPU, 1M × 1M hours. Above a size threshold (``compute.ann_from``) the searches of
-:func:`mmalign.search.topk` read their lists from an HNSW graph instead: a build of
-O(N log N) and a search of O(log N) per query. (The mutual search of pseudo pairs, which
-needs both directions, is narrowed instead: :mod:`~mmalign.search.narrow`.)
+Exact search costs queries × candidates products of full width d: 300k × 300k at width 600
+is about 25 minutes on a 2-core CPU, 1M × 1M hours. Above a size threshold
+(``compute.ann_from``) :func:`mmalign.search.topk` reads its lists from here instead:
 
-Why HNSW and not IVF: on trained alignment embeddings (zh_en, 19.5k × 1200) IVF-Flat reached
-recall@10 0.95 only at nprobe 64 of 559 lists, slower than exact search, while HNSW reached
-0.98 at efSearch 32 (docs/benchmarks.md). At 1M × 1200 this graph falls short of the target
-(recall@10 0.90 at the largest beam), and the search logs so. Storage is flat float32: a compressed
-one (PQ, SQ8) would cut memory 4× or more at a loss of recall; docs/benchmarks.md gives the
-memory at 1M.
+1. **Directions.** Rows are projected on the leading directions holding :data:`ENERGY` of both
+   sides' energy (:mod:`~mmalign.search.directions`): width w, a third of d or less on
+   trained embeddings.
+2. **Clusters.** Spherical k-means (seeded, :data:`ITERATIONS` rounds over a sample) splits the
+   candidates into about 2·√N clusters; each candidate joins its nearest centroid.
+3. **Probing.** Each query probes the ``P`` clusters whose centroids score highest. One cluster
+   at a time, the queries probing it are multiplied with its members in one matrix product
+   (BLAS, not a scan per query), and each query keeps its :data:`SHORTLIST` best.
+4. **Re-scoring.** The shortlist is scored at full width; its best ``k`` are the answer.
 
-Recall is measured, not assumed: each search scores a sample of its own queries exactly
-(cheap: sample × N) and raises ``efSearch`` until recall@10 on them reaches
-:data:`TARGET_RECALL`, then reports the recall it got. Deterministic: the graph is built on
-one thread (insertion order fixed; faiss's level generator has a fixed seed), the sample is
-drawn with a fixed seed, and searching a built graph is deterministic on any thread count.
+``P`` is measured, not assumed: a sample of the queries is searched exactly and ``P`` doubles
+until recall@10 on the sample reaches :data:`~mmalign.search.recall.TARGET_RECALL`. When the
+probing that takes would cost more than :data:`MAX_WORK` of an exact search's products, the
+search stays exact, so the approximate path is used only where it is both accurate and
+cheaper. Deterministic: the sample, the basis and the k-means start come from fixed seeds, and
+every product is a dense matrix product at a fixed thread count.
+
+Why not a graph index (faiss HNSW, used before): built on one thread for determinism, its
+build alone took 20 minutes at 1M × 1200, and on trained embeddings the beam its recall
+needed made it slower than exact search (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from mmalign.report import Reporter
+from mmalign.report import SILENT, Reporter
 from mmalign.search.blocks import block_products, block_rows
-from mmalign.search.faiss_backend import _faiss, faiss_available, search_in_chunks
+from mmalign.search.directions import leading_directions, rescore, width_for
+from mmalign.search.recall import RECALL_AT, SAMPLE_SEED, TARGET_RECALL, recall, sample_rows
 
-HNSW_M = 32
-"""Links per node of the graph."""
+ENERGY = 0.98
+"""Share of the rows' energy the leading directions keep."""
 
-EF_CONSTRUCTION = 40
-"""faiss's default build-time beam."""
+CLUSTERS_PER_ROOT = 2
+"""Clusters per square root of the candidates (a power of two near 2·√N)."""
 
-EF_SEARCH = (16, 32, 64, 128, 256, 512, 1024)
-"""Search beams tried in turn until the sampled recall reaches :data:`TARGET_RECALL`."""
+MIN_MEMBERS = 16
+"""Fewest candidates per cluster on average: smaller clusters make the products inefficient."""
 
-TARGET_RECALL = 0.98
-RECALL_AT = 10
-"""Recall is measured at top-``max(k, RECALL_AT)``: a top-1 recall on a few hundred queries is too coarse."""
+SAMPLE_PER_CLUSTER = 32
+"""k-means runs on this many sampled candidates per cluster."""
 
-SAMPLE = 256
-"""Queries searched exactly to measure recall."""
+ITERATIONS = 8
+"""k-means rounds."""
 
-SAMPLE_SEED = 0
+PROBES = (8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+"""Clusters probed per query, tried in turn until the sampled recall reaches the target."""
+
+SHORTLIST = 32
+"""Candidates per query re-scored at full width (at least 2k)."""
+
+FIRST_PROBES = 4
+"""Clusters of the first pass, which sets each query's floor for the full one."""
+
+MAX_WORK = 0.25
+"""The approximate search is used only below this share of an exact search's products."""
+
+PAIRS_PER_BLOCK = 1 << 24
+"""(query, probed cluster) pairs handled at once: bounds the probe lists' memory (128 MiB)."""
 
 
 def use_ann(n_queries: int, n_candidates: int, ann_from: int) -> bool:
-    """Whether a search of this size goes approximate: both sides hold at least ``ann_from``
-    rows (0: never) and faiss is installed. With few queries or few candidates exact search
-    is cheap, so the smaller side decides."""
-    return ann_from > 0 and min(n_queries, n_candidates) >= ann_from and faiss_available()
+    """Whether a search of this size tries the approximate path: both sides hold at least
+    ``ann_from`` rows (0: never). With few queries or few candidates exact search is cheap,
+    so the smaller side decides."""
+    return ann_from > 0 and min(n_queries, n_candidates) >= ann_from
 
 
 @dataclass(frozen=True)
 class Recall:
-    """What the sample measured: recall@``at`` of the lists at beam ``ef_search``, on ``sample`` queries."""
+    """What the sample measured: recall@``at`` of the lists probing ``probes`` of ``clusters``
+    clusters at width ``width`` of ``dim``, on ``sample`` queries; ``work`` is the share of an
+    exact search's products the whole search does."""
 
     recall: float
     at: int
-    ef_search: int
+    probes: int
+    clusters: int
+    width: int
+    dim: int
+    work: float
     sample: int
 
 
-def recall(found: Tensor, exact: Tensor) -> float:
-    """Mean fraction of each row of ``exact`` (indices) that the same row of ``found`` holds."""
-    hits = (found[:, :, None] == exact[:, None, :]).any(1)
-    return float(hits.float().mean())
+@dataclass(frozen=True)
+class ClusterIndex:
+    """The candidates in their leading directions, grouped by cluster."""
+
+    basis: Tensor  # d × w, orthonormal columns
+    centroids: Tensor  # C × w, unit rows
+    members: Tensor  # candidate rows sorted by cluster
+    bounds: list[int]  # cluster c holds members[bounds[c] : bounds[c + 1]]
+    narrow: Tensor  # the members' coordinates in the basis, in the order of ``members``
+
+    def sizes(self) -> Tensor:
+        """Candidates per cluster."""
+        return torch.tensor(self.bounds).diff()
 
 
 def ann_topk(queries: Tensor, candidates: Tensor, k: int, reporter: Reporter, *,
-             block: int = 4096) -> tuple[Tensor, Tensor, Recall]:
+             block: int = 4096) -> tuple[Tensor, Tensor, Recall] | None:
     """Each query's approximate ``k`` largest inner products with ``candidates``, best first
-    (equal scores in any order), and the recall the sample measured.
+    (equal scores in any order), and the recall the sample measured; None when reaching the
+    recall target would not be cheaper than exact search (the caller searches exactly).
 
     ``queries`` and ``candidates`` are float32 matrices of the same width.
     """
     k = min(k, len(candidates))
-    with reporter.progress("building the HNSW graph", total=None):
-        index = build_index(candidates)
+    with reporter.progress("clustering the candidates", total=None):
+        index = build_index(queries, candidates, block)
     measured = calibrate(index, queries, candidates, k, block)
-    values, indices = search_index(index, queries, k, measured.ef_search, reporter)
+    if measured.recall < TARGET_RECALL or measured.work > MAX_WORK:
+        reporter.info(
+            f"exact search of {len(candidates):,} candidates: probing clusters would need more than "
+            f"{MAX_WORK:.0%} of its products for recall@{measured.at} {TARGET_RECALL}"
+        )
+        return None
+    values, indices = search_index(index, queries, candidates, k, measured.probes, block, reporter)
     reporter.info(
-        f"approximate search of {len(candidates):,} candidates (HNSW M {HNSW_M}, efSearch {measured.ef_search}): "
+        f"approximate search of {len(candidates):,} candidates ({measured.probes} of {measured.clusters} clusters "
+        f"probed, width {measured.width} of {measured.dim}, {measured.work:.1%} of exact search's products): "
         f"recall@{measured.at} {measured.recall:.3f} against exact search on {measured.sample} sampled queries"
     )
     return values, indices, measured
 
 
-def build_index(candidates: Tensor) -> Any:
-    """An HNSW graph of the rows of ``candidates`` (inner product), built on one thread."""
-    faiss = _faiss()
-    assert faiss is not None
-    index = faiss.IndexHNSWFlat(candidates.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = EF_CONSTRUCTION
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        index.add(candidates.contiguous().numpy())
-    finally:
-        faiss.omp_set_num_threads(threads)
-    return index
+def cluster_count(n_candidates: int) -> int:
+    """The power of two nearest :data:`CLUSTERS_PER_ROOT`·√N, with clusters of
+    :data:`MIN_MEMBERS` candidates on average at least."""
+    target = CLUSTERS_PER_ROOT * math.sqrt(n_candidates)
+    count = 2 ** round(math.log2(max(target, 1)))
+    return max(1, min(count, n_candidates // MIN_MEMBERS))
 
 
-def search_index(index: Any, queries: Tensor, k: int, ef_search: int, reporter: Reporter) -> tuple[Tensor, Tensor]:
-    """Each query's ``k`` best rows of the graph at beam ``ef_search``: (scores, indices), best first."""
-    index.hnsw.efSearch = ef_search
-    return search_in_chunks(index, queries, k, reporter, "approximate ranking")
+def build_index(queries: Tensor, candidates: Tensor, block: int = 4096) -> ClusterIndex:
+    """The candidates' clusters in the leading directions of both sides."""
+    directions, energy = leading_directions(queries, candidates)
+    basis = directions[:, : width_for(energy, ENERGY)].contiguous()
+    narrow = candidates @ basis
+    centroids = kmeans(narrow, cluster_count(len(candidates)), block)
+    assignment = nearest_clusters(narrow, centroids, 1, block).squeeze(1)
+    members = assignment.argsort(stable=True)
+    counts = torch.bincount(assignment, minlength=len(centroids))
+    bounds = [0, *counts.cumsum(0).tolist()]
+    return ClusterIndex(basis, centroids, members, bounds, narrow[members].contiguous())
 
 
-def calibrate(index: Any, queries: Tensor, candidates: Tensor, k: int, block: int) -> Recall:
-    """The smallest beam of :data:`EF_SEARCH` whose lists hold :data:`TARGET_RECALL` of the
-    exact top-``max(k, RECALL_AT)`` of a sample of the queries (the largest beam if none does),
-    and the recall measured at it."""
-    at = min(max(k, RECALL_AT), len(candidates))
+def kmeans(rows: Tensor, clusters: int, block: int) -> Tensor:
+    """Unit centroids of spherical k-means over a seeded sample of ``rows``.
+
+    Started from sampled rows; a cluster left empty keeps its centroid.
+    """
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
-    sample = queries[torch.randperm(len(queries), generator=generator)[:SAMPLE]]
+    sample = sample_rows(rows, generator, SAMPLE_PER_CLUSTER * clusters)
+    centroids = torch.nn.functional.normalize(sample_rows(sample, generator, clusters), dim=1)
+    for _ in range(ITERATIONS):
+        assignment = nearest_clusters(sample, centroids, 1, block).squeeze(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assignment, sample)
+        empty = sums.norm(dim=1) == 0
+        sums[empty] = centroids[empty]
+        centroids = torch.nn.functional.normalize(sums, dim=1)
+    return centroids
+
+
+def nearest_clusters(rows: Tensor, centroids: Tensor, probes: int, block: int) -> Tensor:
+    """Each row's ``probes`` best-scoring centroids (indices, best first)."""
+    out = torch.empty(len(rows), probes, dtype=torch.int64)
+    for start, scores in block_products(rows, centroids.T, block_rows(len(centroids), block)):
+        out[start : start + len(scores)] = scores.topk(probes, dim=1).indices
+    return out
+
+
+def shortlists(index: ClusterIndex, narrow_queries: Tensor, probes: int, shortlist: int, block: int,
+               reporter: Reporter = SILENT) -> Tensor:
+    """Each query's ``shortlist`` best candidates (rows; -1 where fewer were probed) by
+    narrowed score over the members of its ``probes`` best clusters."""
+    out = torch.full((len(narrow_queries), shortlist), -1, dtype=torch.int64)
+    step = max(1, PAIRS_PER_BLOCK // probes)
+    with reporter.progress("probing clusters", total=len(narrow_queries)) as task:
+        for start in range(0, len(narrow_queries), step):
+            queries = narrow_queries[start : start + step]
+            probe = nearest_clusters(queries, index.centroids, probes, block)
+            # A first pass over each query's best few clusters sets a floor near its final
+            # shortlist's last score; the full pass then keeps only members at or above it,
+            # so no per-cluster top-k or merge runs, just products and comparisons.
+            first = _best_per_query(*_members_above(index, queries, probe[:, :FIRST_PROBES], None, shortlist),
+                                    shortlist)[0]
+            out[start : start + step] = _best_per_query(
+                *_members_above(index, queries, probe, first[:, -1], shortlist), shortlist)[1]
+            task.advance(len(queries))
+    return out
+
+
+def _members_above(index: ClusterIndex, queries: Tensor, probe: Tensor, floor: Tensor | None,
+                   shortlist: int) -> tuple[Tensor, Tensor, Tensor, int]:
+    """(query, narrowed score, candidate row) of the members of each query's probed clusters
+    scoring at least the query's ``floor``, or without one, each cluster's ``shortlist`` best
+    for the query; and the query count."""
+    flat = probe.flatten()
+    owners = flat.argsort(stable=True) // probe.shape[1]
+    counts = torch.bincount(flat, minlength=len(index.centroids)).tolist()
+    found: list[tuple[Tensor, Tensor, Tensor]] = []
+    first = 0
+    for cluster, count in enumerate(counts):
+        lo, hi = index.bounds[cluster], index.bounds[cluster + 1]
+        who = owners[first : first + count]
+        first += count
+        if not count or hi == lo:
+            continue
+        scores = queries[who] @ index.narrow[lo:hi].T
+        if floor is None:
+            values, columns = scores.topk(min(shortlist, hi - lo), dim=1)
+            found.append((who.repeat_interleave(columns.shape[1]), values.flatten(), index.members[lo + columns.flatten()]))
+        else:
+            rows, columns = (scores >= floor[who, None]).nonzero(as_tuple=True)
+            found.append((who[rows], scores[rows, columns], index.members[lo + columns]))
+    if not found:
+        return torch.empty(0, dtype=torch.int64), torch.empty(0), torch.empty(0, dtype=torch.int64), len(queries)
+    who, values, members = (torch.cat(parts) for parts in zip(*found))
+    return who, values, members, len(queries)
+
+
+def _best_per_query(who: Tensor, values: Tensor, members: Tensor, n_queries: int,
+                    shortlist: int) -> tuple[Tensor, Tensor]:
+    """Each query's ``shortlist`` best (values, rows) among the entries naming it, best first;
+    -inf and -1 where it has fewer."""
+    by_value = values.argsort(descending=True, stable=True)
+    who, values, members = who[by_value], values[by_value], members[by_value]
+    by_query = who.argsort(stable=True)
+    who, values, members = who[by_query], values[by_query], members[by_query]
+    counts = torch.bincount(who, minlength=n_queries)
+    rank = torch.arange(len(who)) - (counts.cumsum(0) - counts)[who]
+    keep = rank < shortlist
+    best_values = torch.full((n_queries, shortlist), float("-inf"))
+    best_rows = torch.full((n_queries, shortlist), -1, dtype=torch.int64)
+    best_values[who[keep], rank[keep]] = values[keep]
+    best_rows[who[keep], rank[keep]] = members[keep]
+    return best_values, best_rows
+
+
+def search_index(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, probes: int, block: int,
+                 reporter: Reporter = SILENT) -> tuple[Tensor, Tensor]:
+    """Each query's ``k`` best candidates found by probing ``probes`` clusters: (scores, rows),
+    best first, scores at full width."""
+    shortlist = min(max(SHORTLIST, 2 * k), len(candidates))
+    short = shortlists(index, queries @ index.basis, probes, shortlist, block, reporter)
+    values, rows = rescore(queries, candidates, short, k, block)
+    short_of_k = torch.nonzero((rows < 0).any(1)).flatten()  # probed clusters held fewer than k
+    if len(short_of_k):
+        values[short_of_k], rows[short_of_k] = (queries[short_of_k] @ candidates.T).topk(k, dim=1)
+    return values, rows
+
+
+def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, block: int) -> Recall:
+    """The fewest probes of :data:`PROBES` whose lists hold :data:`TARGET_RECALL` of the exact
+    top-``max(k, RECALL_AT)`` of a sample of the queries, stopping where the probing would
+    cost more than :data:`MAX_WORK` of exact search; the recall and work measured at it."""
+    at = min(max(k, RECALL_AT), len(candidates))
+    sample = sample_rows(queries, torch.Generator().manual_seed(SAMPLE_SEED))
     exact = torch.empty(len(sample), at, dtype=torch.int64)
     for start, scores in block_products(sample, candidates.T, block_rows(len(candidates), block)):
         exact[start : start + len(scores)] = scores.topk(at, dim=1).indices
-    xq = sample.contiguous().numpy()
-    for beam in EF_SEARCH:
-        ef = index.hnsw.efSearch = max(beam, at)
-        found = torch.from_numpy(index.search(xq, at)[1])
-        got = recall(found, exact)
-        if got >= TARGET_RECALL:
+    sizes = index.sizes().float()
+    narrow_sample = sample @ index.basis
+    width, dim, n = index.basis.shape[1], candidates.shape[1], len(candidates)
+    measured = Recall(0.0, at, 0, len(index.centroids), width, dim, 1.0, len(sample))
+    for probes in sorted({min(p, len(index.centroids)) for p in PROBES}):
+        scanned = float(sizes[nearest_clusters(narrow_sample, index.centroids, probes, block)].sum(1).mean())
+        work = ((len(index.centroids) + scanned) * width + max(SHORTLIST, 2 * k) * dim) / (n * dim)
+        if work > MAX_WORK:
             break
-    return Recall(got, at, ef, len(sample))
-
+        found = search_index(index, sample, candidates, at, probes, block)[1]
+        measured = Recall(recall(found, exact), at, probes, len(index.centroids), width, dim, work, len(sample))
+        if measured.recall >= TARGET_RECALL:
+            break
+    return measured

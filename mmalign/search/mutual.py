@@ -21,6 +21,7 @@ import torch
 from mmalign.report import SILENT, Reporter
 from mmalign.search import narrow
 from mmalign.search.blocks import block_products, csls_radii
+from mmalign.search.directions import rescore
 
 
 def top_k_both(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int,
@@ -115,8 +116,8 @@ def narrowed_lists(left: torch.Tensor, right: torch.Tensor, k: int, block: int, 
     shortlist = min(narrow.SHORTLIST, len(left), len(right))
     left_n, right_n = left.float() @ narrowing.basis, right.float() @ narrowing.basis
     _, row_short, _, col_short = top_k_both(left_n, right_n.to(dtype).T.contiguous(), shortlist, block, dtype)
-    row_values, row_index = narrow.rescore(left, right, row_short, k, block)
-    col_values, col_index = narrow.rescore(right, left, col_short, k, block)
+    row_values, row_index = rescore(left, right, row_short, k, block)
+    col_values, col_index = rescore(right, left, col_short, k, block)
     reporter.info(
         f"narrowed search: {narrowing.basis.shape[1]} of {left.shape[1]} directions ({narrowing.energy:.1%} of the "
         f"energy), shortlists of {shortlist} re-scored at full width: recall@{narrowing.at} {narrowing.recall:.3f} "

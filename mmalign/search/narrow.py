@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mmalign.search.ann import RECALL_AT, SAMPLE, SAMPLE_SEED, TARGET_RECALL, recall
+from mmalign.search.directions import leading_directions, rescore, width_for
+from mmalign.search.recall import RECALL_AT, SAMPLE, SAMPLE_SEED, TARGET_RECALL, recall
 from mmalign.search.topk_lists import topk
 
 ENERGY = (0.9, 0.95, 0.98, 0.99, 0.995)
@@ -41,9 +42,6 @@ SHORTLIST = 32
 
 MAX_WIDTH = 0.7
 """Narrowing pays only below this fraction of the full width: the re-scoring and the basis cost a little."""
-
-BASIS_ROWS = 20_000
-"""Rows (from both sides) whose singular vectors give the directions."""
 
 
 @dataclass(frozen=True)
@@ -57,20 +55,6 @@ class Narrowing:
     sample: int
 
 
-def leading_directions(left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
-    """Right singular vectors (d × d, leading first) of a seeded sample of both sides' rows, and
-    the cumulative fraction of energy the first 1, 2, ... of them hold.
-
-    Uncentred: inner products, not distances, are what the search preserves.
-    """
-    rows = torch.cat([left, right])
-    generator = torch.Generator().manual_seed(SAMPLE_SEED)
-    sample = rows[torch.randperm(len(rows), generator=generator)[:BASIS_ROWS]].float()
-    _, singular, vh = torch.linalg.svd(sample, full_matrices=False)
-    energy = singular.square().cumsum(0)
-    return vh.T.contiguous(), energy / energy[-1]
-
-
 def choose(left: Tensor, right: Tensor, k: int, block: int) -> Narrowing | None:
     """The narrowest basis whose re-scored shortlists reach the target recall on a sample of
     both sides' rows, or None when no basis narrow enough does."""
@@ -82,7 +66,7 @@ def choose(left: Tensor, right: Tensor, k: int, block: int) -> Narrowing | None:
                for rows, others in ((left, right), (right, left))]
     exact = [topk(queries, others, at, block=block, backend="torch")[1] for queries, others in samples]
     for level in ENERGY:
-        width = int(torch.searchsorted(energy, torch.tensor(level))) + 1
+        width = width_for(energy, level)
         if width > MAX_WIDTH * d:
             return None
         basis = directions[:, :width]
@@ -91,20 +75,6 @@ def choose(left: Tensor, right: Tensor, k: int, block: int) -> Narrowing | None:
         if got >= TARGET_RECALL:
             return Narrowing(basis, level, got, at, sum(len(q) for q, _ in samples))
     return None
-
-
-def rescore(queries: Tensor, others: Tensor, shortlist: Tensor, k: int, block: int) -> tuple[Tensor, Tensor]:
-    """Each query's ``k`` best rows of its shortlist by full-width inner product, best first."""
-    k = min(k, shortlist.shape[1])
-    values = torch.empty(len(queries), k)
-    index = torch.empty(len(queries), k, dtype=torch.int64)
-    step = max(1, block // 4)
-    for start in range(0, len(queries), step):
-        rows = shortlist[start : start + step]
-        scores = torch.bmm(others[rows].float(), queries[start : start + step, :, None].float()).squeeze(2)
-        top, pick = scores.topk(k, dim=1)
-        values[start : start + len(rows)], index[start : start + len(rows)] = top, rows.gather(1, pick)
-    return values, index
 
 
 def _narrow_topk(queries: Tensor, others: Tensor, basis: Tensor, k: int, block: int) -> Tensor:

@@ -50,11 +50,11 @@ def topk(
     ``"auto"`` uses faiss for cosine when it is installed, torch otherwise; ``"faiss"``
     insists on it (ValueError with CSLS or without faiss).
 
-    When both sides hold at least ``ann_from`` rows (0: never) and faiss is installed, the
-    lists are approximate (:mod:`~mmalign.search.ann`, whatever ``backend`` says): cosine
-    lists straight from the HNSW graph; with CSLS, both sides' radii from their approximate
-    neighbourhoods and each query's CSLS best among its :data:`CSLS_LIST` (at least 2k)
-    approximate cosine neighbours.
+    When both sides hold at least ``ann_from`` rows (0: never), the lists are approximate
+    (:mod:`~mmalign.search.ann`, whatever ``backend`` says) where the approximate search
+    reaches its recall target more cheaply than exact search: cosine lists from probed
+    clusters; with CSLS, both sides' radii from their approximate neighbourhoods and each
+    query's CSLS best among its :data:`CSLS_LIST` (at least 2k) approximate cosine neighbours.
     """
     queries, candidates = checked(queries, candidates)
     if k < 1:
@@ -66,7 +66,9 @@ def topk(
     if n_q == 0 or n_c == 0:
         return torch.empty(n_q, k), torch.empty(n_q, k, dtype=torch.int64)
     if use_ann(n_q, n_c, ann_from):
-        return _approximate_topk(queries, candidates, k, csls_k, block, reporter)
+        found = _approximate_topk(queries, candidates, k, csls_k, block, reporter)
+        if found is not None:
+            return found
     if _use_faiss(backend, csls_k):
         return _faiss_topk(queries, candidates, k, reporter)
     r_c = neighbourhood_radii(candidates, queries, csls_k, block, reporter) if csls_k else None
@@ -105,12 +107,18 @@ def topk_both_ways(
 
 def _approximate_topk(
     queries: Tensor, candidates: Tensor, k: int, csls_k: int, block: int, reporter: Reporter
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor] | None:
+    """Approximate lists (:mod:`~mmalign.search.ann`), or None where exact search is cheaper."""
     if not csls_k:
-        values, indices, _ = ann_topk(queries, candidates, k, reporter, block=block)
-        return _order(values, indices)
-    r_c = csls_radii(ann_topk(candidates, queries, csls_k, reporter, block=block)[0], csls_k)
-    values, indices, _ = ann_topk(queries, candidates, max(CSLS_LIST, 2 * k, csls_k), reporter, block=block)
+        found = ann_topk(queries, candidates, k, reporter, block=block)
+        return None if found is None else _order(found[0], found[1])
+    reverse = ann_topk(candidates, queries, csls_k, reporter, block=block)
+    forward = None if reverse is None else ann_topk(queries, candidates, max(CSLS_LIST, 2 * k, csls_k), reporter,
+                                                    block=block)
+    if reverse is None or forward is None:
+        return None
+    r_c = csls_radii(reverse[0], csls_k)
+    values, indices = forward[0], forward[1]
     keys, indices = _order(2 * values - r_c[indices], indices)
     return keys[:, :k] - csls_radii(values, csls_k)[:, None], indices[:, :k]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmalign.report import RecordingReporter
-from mmalign.search import mutual_nearest, narrow
+from mmalign.search import directions, mutual_nearest, narrow
 from vectors import unit
 
 
@@ -56,7 +56,7 @@ def test_below_the_threshold_nothing_is_narrowed(monkeypatch: pytest.MonkeyPatch
 def test_rescoring_orders_a_shortlist_by_full_width_products() -> None:
     queries, others = unit(5, 16, seed=3), unit(40, 16, seed=4)
     shortlist = torch.arange(40).repeat(5, 1)
-    values, index = narrow.rescore(queries, others, shortlist, 4, 1024)
+    values, index = directions.rescore(queries, others, shortlist, 4, 1024)
     exact = (queries @ others.T).topk(4, dim=1)
     torch.testing.assert_close(values, exact.values)
     assert torch.equal(index, exact.indices)
