@@ -1,4 +1,5 @@
-"""Benchmark of approximate nearest-neighbour search (HNSW) against exact blockwise search.
+"""Benchmark of approximate nearest-neighbour search (clusters probed in the leading
+directions) against exact blockwise search.
 
     python benchmarks/ann.py                                  # 100k and 1M candidates, width 1200
     python benchmarks/ann.py --sizes 25000 50000 --queries 5000
@@ -9,18 +10,18 @@ members meet at cosine 0.5, as a trained zh_en model's 10th neighbour does), and
 from a sample of them as ``normalize(x + noise)`` at cosine 0.94 (a zh_en gold pair's
 median). Exact top-10 of ``--queries`` queries (blockwise torch, what the search module does
 below ``ann_from``) is the reference; the ANN lists come from :mod:`mmalign.search.ann` with
-its own efSearch calibration. Times: the graph's build, the calibration, the ANN queries and
-the exact queries, and both extrapolated to N × N (every candidate also a query, as the
-pseudo-pair search and predict are): exact linearly in the queries, ANN as build + per-query
-time × N. The partner column is the fraction of queries whose own source row is first.
+its own calibration of the clusters probed. Times: the index's build (leading directions,
+k-means, assignment), the calibration, the ANN queries and the exact queries, and both
+extrapolated to N × N (every candidate also a query, as the pseudo-pair search and predict
+are): exact linearly in the queries, ANN as build + calibration + per-query time × N. The partner column is the fraction of queries whose own source row is first.
 The last column times what model selection keeps exact at every size: 1,000 validation pairs
 ranked with CSLS (k 3) against all N candidates (:func:`mmalign.search.rank_of_targets`).
 ``--mutual N``: the pseudo-pair search (mutual CSLS nearest neighbours) with N per side,
 exact against approximate.
 
-``--embeddings``: kg1's rows are the queries, kg2's the candidates, all of them; also the
-CSLS top-10 (``topk(csls_k=3)``) and the mutual CSLS pairs, exact against approximate, and
-faiss IVF-Flat (4·sqrt(N) lists, seed 1) at several ``nprobe``: why the module uses HNSW.
+``--embeddings``: kg2's rows are the candidates, all of them, and ``--queries`` of kg1's rows
+(seeded sample) the queries; ``--csls`` also times the CSLS top-10 (``topk(csls_k=3)``) and
+the mutual CSLS pairs over all rows, exact against approximate.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ import torch  # noqa: E402
 
 from mmalign import search  # noqa: E402
 from mmalign.machine import machine_line  # noqa: E402  (the checkout's, not an installed copy)
-from mmalign.report import SILENT  # noqa: E402
-from mmalign.search import ann, faiss_backend  # noqa: E402
+from mmalign.search import ann  # noqa: E402
+from mmalign.search.recall import SAMPLE, TARGET_RECALL, recall  # noqa: E402
 
 CLUSTER = 50
 PAIR_COSINE = 0.94
@@ -69,31 +70,34 @@ def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     return out, time.perf_counter() - start
 
 
-def compare(queries: torch.Tensor, candidates: torch.Tensor, source: torch.Tensor | None, n_all: int) -> tuple[str, torch.Tensor]:
-    """One table row: recall and times of ANN against exact top-10 for these queries; and the exact lists."""
+def compare(queries: torch.Tensor, candidates: torch.Tensor, source: torch.Tensor | None, n_all: int) -> str:
+    """One table row: recall and times of ANN against exact top-10 for these queries."""
     (_, exact), t_exact = timed(search.topk, queries, candidates, 10, backend="torch")
-    index, t_build = timed(ann.build_index, candidates)
+    index, t_build = timed(ann.build_index, queries, candidates)
     measured, t_calibrate = timed(ann.calibrate, index, queries, candidates, 10, 4096)
-    (_, found), t_query = timed(ann.search_index, index, queries, 10, measured.ef_search, SILENT)
+    if measured.recall < TARGET_RECALL or measured.work > ann.MAX_WORK:
+        return (f"| {len(candidates):,} | {len(queries):,} | {candidates.shape[1]} | {measured.clusters} | — | "
+                f"{measured.width} | {measured.work:.3f} | exact search (no probing reached recall@10 "
+                f"{TARGET_RECALL} below {ann.MAX_WORK:.0%} of the products) | | | | {t_build:.1f} | "
+                f"{t_calibrate:.1f} | | {t_exact:.1f} | | {t_exact * n_all / len(queries):,.1f} |")
+    (_, found), t_query = timed(ann.search_index, index, queries, candidates, 10, measured.probes, 4096)
     del index
     validation = ""
     if source is not None:  # 1,000 validation pairs ranked exactly with CSLS, as selection does
         _, t_valid = timed(search.rank_of_targets, queries[:1000], candidates, source[:1000], csls_k=3)
         validation = f" {t_valid:.1f} |"
     r1 = float((found[:, 0] == exact[:, 0]).float().mean())
-    r10 = ann.recall(found, exact)
     partner = "—" if source is None else f"{float((exact[:, 0] == source).float().mean()):.3f} / {float((found[:, 0] == source).float().mean()):.3f}"
     per_query = n_all / len(queries)
-    exact_all = t_exact * per_query
-    ann_all = t_build + t_calibrate + t_query * per_query
-    return (f"| {len(candidates):,} | {len(queries):,} | {candidates.shape[1]} | {measured.ef_search} | {measured.recall:.3f} "
-            f"| {r1:.4f} | {r10:.4f} | {partner} | {t_build:.1f} | {t_calibrate:.1f} | {t_query:.1f} | {t_exact:.1f} "
-            f"| {ann_all:,.1f} | {exact_all:,.1f} |{validation}"), exact
+    return (f"| {len(candidates):,} | {len(queries):,} | {candidates.shape[1]} | {measured.clusters} | {measured.probes} "
+            f"| {measured.width} | {measured.work:.3f} | {measured.recall:.3f} | {r1:.4f} | {recall(found, exact):.4f} "
+            f"| {partner} | {t_build:.1f} | {t_calibrate:.1f} | {t_query:.1f} | {t_exact:.1f} "
+            f"| {t_build + t_calibrate + t_query * per_query:,.1f} | {t_exact * per_query:,.1f} |{validation}")
 
 
-HEADER = ("| candidates | queries | dim | efSearch | sample recall@10 | recall@1 | recall@10 | partner first (exact / ANN) "
-          "| build s | calibrate s | ANN query s | exact query s | ANN N×N s | exact N×N s |")
-RULE = "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+HEADER = ("| candidates | queries | dim | clusters | probed | width | work | sample recall@10 | recall@1 | recall@10 "
+          "| partner first (exact / ANN) | build s | calibrate s | ANN query s | exact query s | ANN N×N s | exact N×N s |")
+RULE = "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
 
 
 def mutual(left: torch.Tensor, right: torch.Tensor) -> None:
@@ -105,37 +109,22 @@ def mutual(left: torch.Tensor, right: torch.Tensor) -> None:
     print(f"| | {t_exact:.1f} | {t_ann:.1f} | {len(a & b):,} shared of {len(a):,} exact, {len(b):,} ANN |", flush=True)
 
 
-def real(path: Path) -> None:
+def real(path: Path, n_queries: int, csls: bool) -> None:
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
     left, right = tensors["kg1"].float(), tensors["kg2"].float()
+    sample = left[torch.randperm(len(left), generator=torch.Generator().manual_seed(0))[:n_queries]]
     print(f"{HEADER}\n{RULE}")
-    row, exact = compare(left, right, None, len(left))
-    print(row, flush=True)
+    print(compare(sample, right, None, len(left)), flush=True)
+    if not csls:
+        return
     print("\n| search | exact s | ANN s | agreement |\n|---|---:|---:|---:|")
     (_, csls_exact), t_exact = timed(search.topk, left, right, 10, csls_k=3)
     (_, csls_found), t_ann = timed(search.topk, left, right, 10, csls_k=3, ann_from=1)
     print(f"| CSLS top-10 (k 3) | {t_exact:.1f} | {t_ann:.1f} | recall@1 {float((csls_found[:, 0] == csls_exact[:, 0]).float().mean()):.4f}, "
-          f"recall@10 {ann.recall(csls_found, csls_exact):.4f} |", flush=True)
+          f"recall@10 {recall(csls_found, csls_exact):.4f} |", flush=True)
     mutual(left, right)
-    ivf(left, right, exact)
-
-
-def ivf(queries: torch.Tensor, candidates: torch.Tensor, exact: torch.Tensor) -> None:
-    """IVF-Flat's recall and time at growing ``nprobe`` on the same lists: the alternative not taken."""
-    faiss = faiss_backend._faiss()
-    assert faiss is not None
-    n_lists = int(4 * math.sqrt(len(candidates)))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(candidates.shape[1]), candidates.shape[1], n_lists, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed, index.cp.max_points_per_centroid = 1, 64
-    _, t_build = timed(lambda: (index.train(candidates.numpy()), index.add(candidates.numpy())))
-    print(f"\n| IVF-Flat, {n_lists} lists (build {t_build:.1f} s) | nprobe | query s | recall@1 | recall@10 |\n|---|---:|---:|---:|---:|")
-    for nprobe in (4, 16, 64, 256):
-        index.nprobe = nprobe
-        found, t_query = timed(faiss_backend.search_in_chunks, index, queries, 10, SILENT, "IVF")
-        print(f"| | {nprobe} | {t_query:.1f} | {float((found[1][:, 0] == exact[:, 0]).float().mean()):.4f} "
-              f"| {ann.recall(found[1], exact):.4f} |", flush=True)
 
 
 def main() -> None:
@@ -145,13 +134,14 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=10_000, help="queries scored exactly and approximately")
     parser.add_argument("--mutual", type=int, nargs="*", default=[], help="also time the pseudo-pair search at these sizes per side")
     parser.add_argument("--embeddings", type=Path, help="a run's embeddings.safetensors instead of synthetic rows")
+    parser.add_argument("--csls", action="store_true", help="with --embeddings: also CSLS top-10 and mutual pairs over all rows")
     args = parser.parse_args()
     print(machine_line("fp32", torch.get_num_threads()))
-    print(f"HNSW M {ann.HNSW_M}, efConstruction {ann.EF_CONSTRUCTION}, built on 1 thread, searched on "
-          f"{torch.get_num_threads()}; efSearch: the smallest of {ann.EF_SEARCH} reaching recall@10 "
-          f"{ann.TARGET_RECALL} on {ann.SAMPLE} sampled queries\n")
+    print(f"clusters: the power of two nearest {ann.CLUSTERS_PER_ROOT}·√N; width: the leading directions holding "
+          f"{ann.ENERGY:.0%} of the energy; probed: the fewest of {ann.PROBES} reaching recall@10 "
+          f"{TARGET_RECALL} on {SAMPLE} sampled queries; work: the share of exact search's products\n")
     if args.embeddings:
-        real(args.embeddings)
+        real(args.embeddings, args.queries, args.csls)
     else:
         synthetic_tables(args)
     print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
@@ -161,7 +151,7 @@ def synthetic_tables(args: argparse.Namespace) -> None:
     print(f"{HEADER} exact validation s |\n{RULE}---:|")
     for n in args.sizes:
         candidates, queries, source = synthetic(n, args.dim, min(n, args.queries))
-        print(compare(queries, candidates, source, n)[0], flush=True)
+        print(compare(queries, candidates, source, n), flush=True)
         del candidates, queries
     for n in args.mutual:
         candidates, queries, _ = synthetic(n, args.dim, n)

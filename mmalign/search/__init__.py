@@ -23,9 +23,10 @@ the mean of candidate j's ``csls_k`` largest cosines over the queries.
 
 Above a size (``ann_from`` rows on both sides: the settings ``compute.ann_from`` for
 ``predict`` and ``link``, ``compute.pseudo_ann_from`` for the pseudo-pair search) :func:`topk`
-reads approximate lists from a faiss HNSW graph (``ann``) and :func:`mutual_nearest` runs a
-narrowed pass re-scored at full width (``narrow``); both measure their recall against exact
-search on a sample and report it. :func:`rank_of_targets`
+reads approximate lists from clusters probed in the embeddings' leading directions (``ann``)
+and :func:`mutual_nearest` runs a narrowed pass re-scored at full width (``narrow``); both
+measure their recall against exact search on a sample (``recall``) and report it, and fall
+back to exact search where they would not reach it more cheaply. :func:`rank_of_targets`
 stays exact at every size: validation ranks few queries, O(queries × N).
 """
 

@@ -84,11 +84,11 @@ class ComputeConfig(Section):
 
     device: str = "cpu"  # cpu or cuda:N (``--gpu N``)
     precision: Precision = Precision.AUTO
-    # Searches (pseudo pairs, predict) whose both sides hold at least this many entities use
-    # approximate nearest neighbours (faiss HNSW, recall@10 >= 0.98 measured on a sample);
-    # smaller ones, and every search without faiss, stay exact; 0: always exact. At the
-    # default, ANN is faster than exact search at the same recall (docs/benchmarks.md), and
-    # DBP15K (20k per side) stays exact.
+    # Top-k searches (predict, link) whose both sides hold at least this many entities try
+    # approximate nearest neighbours (:mod:`mmalign.search.ann`: clusters probed in the leading
+    # directions until recall@10 >= 0.98 on a sample, used only where that is cheaper than
+    # exact search); smaller ones stay exact; 0: always exact. DBP15K (20k per side) stays
+    # exact (docs/benchmarks.md).
     ann_from: int = 50000
     # The pseudo-pair search's own threshold (unpaired entities on both sides), from which it
     # runs narrowed (:mod:`mmalign.search.narrow`, where that reaches its sampled recall): 1.7×
