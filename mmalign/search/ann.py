@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -59,16 +60,18 @@ PROBES = (8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 """Clusters probed per query, tried in turn until the sampled recall reaches the target."""
 
 SHORTLIST = 32
-"""Candidates per query re-scored at full width (at least 2k)."""
+"""Candidates per query re-scored at full width (at least 1.5k)."""
 
-FIRST_PROBES = 4
-"""Clusters of the first pass, which sets each query's floor for the full one."""
+FIRST_PROBES = 16
+"""Clusters of the first pass, which sets each query's floor for the full one; each gives its
+best 2 · shortlist / FIRST_PROBES members to it."""
 
 MAX_WORK = 0.25
 """The approximate search is used only below this share of an exact search's products."""
 
-PAIRS_PER_BLOCK = 1 << 24
-"""(query, probed cluster) pairs handled at once: bounds the probe lists' memory (128 MiB)."""
+PAIRS_PER_BLOCK = 1 << 22
+"""(query, probed cluster) pairs handled at once: bounds the probe lists and the members
+kept (a few hundred MiB)."""
 
 
 def use_ann(n_queries: int, n_candidates: int, ann_from: int) -> bool:
@@ -192,69 +195,81 @@ def shortlists(index: ClusterIndex, narrow_queries: Tensor, probes: int, shortli
         for start in range(0, len(narrow_queries), step):
             queries = narrow_queries[start : start + step]
             probe = nearest_clusters(queries, index.centroids, probes, block)
-            # A first pass over each query's best few clusters sets a floor near its final
-            # shortlist's last score; the full pass then keeps only members at or above it,
-            # so no per-cluster top-k or merge runs, just products and comparisons.
-            first = _best_per_query(*_members_above(index, queries, probe[:, :FIRST_PROBES], None, shortlist),
-                                    shortlist)[0]
-            out[start : start + step] = _best_per_query(
-                *_members_above(index, queries, probe, first[:, -1], shortlist), shortlist)[1]
+            floor = _floor(index, queries, probe[:, :FIRST_PROBES], shortlist)
+            out[start : start + step] = _best_per_query(*_members_above(index, queries, probe, floor), shortlist)
             task.advance(len(queries))
     return out
 
 
-def _members_above(index: ClusterIndex, queries: Tensor, probe: Tensor, floor: Tensor | None,
-                   shortlist: int) -> tuple[Tensor, Tensor, Tensor, int]:
-    """(query, narrowed score, candidate row) of the members of each query's probed clusters
-    scoring at least the query's ``floor``, or without one, each cluster's ``shortlist`` best
-    for the query; and the query count."""
+def _by_cluster(index: ClusterIndex, probe: Tensor) -> Iterator[tuple[Tensor, int, int]]:
+    """For each cluster some query probes and that has members: the positions in
+    ``probe.flatten()`` naming it (query = position // probes), and its members' bounds."""
     flat = probe.flatten()
-    owners = flat.argsort(stable=True) // probe.shape[1]
-    counts = torch.bincount(flat, minlength=len(index.centroids)).tolist()
-    found: list[tuple[Tensor, Tensor, Tensor]] = []
+    order = flat.argsort(stable=True)
     first = 0
-    for cluster, count in enumerate(counts):
+    for cluster, count in enumerate(torch.bincount(flat, minlength=len(index.centroids)).tolist()):
         lo, hi = index.bounds[cluster], index.bounds[cluster + 1]
-        who = owners[first : first + count]
+        if count and hi > lo:
+            yield order[first : first + count], lo, hi
         first += count
-        if not count or hi == lo:
-            continue
+
+
+def _floor(index: ClusterIndex, queries: Tensor, probe: Tensor, shortlist: int) -> Tensor:
+    """Each query's ``shortlist``-th best narrowed score among the best few members of each of
+    its clusters in ``probe`` (-inf where they hold fewer).
+
+    The ``shortlist``-th best of any subset of the members is at most that of all of them, so
+    every member of the final shortlist scores at least this floor; the best clusters' best
+    members put it close. Members below it need no top-k, merge or sort.
+    """
+    n, width = probe.shape
+    per_cluster = -(-2 * shortlist // width)
+    best = torch.full((n * width, per_cluster), float("-inf"))
+    for pairs, lo, hi in _by_cluster(index, probe):
+        kept = min(per_cluster, hi - lo)
+        best[pairs, :kept] = (queries[pairs // width] @ index.narrow[lo:hi].T).topk(kept, dim=1).values
+    return best.view(n, width * per_cluster).topk(shortlist, dim=1).values[:, -1]
+
+
+def _members_above(index: ClusterIndex, queries: Tensor, probe: Tensor,
+                   floor: Tensor) -> tuple[Tensor, Tensor, Tensor, int]:
+    """(query, narrowed score, candidate row) of the members of each query's probed clusters
+    scoring at least the query's ``floor``, and the query count."""
+    found: list[tuple[Tensor, Tensor, Tensor]] = []
+    for pairs, lo, hi in _by_cluster(index, probe):
+        who = pairs // probe.shape[1]
         scores = queries[who] @ index.narrow[lo:hi].T
-        if floor is None:
-            values, columns = scores.topk(min(shortlist, hi - lo), dim=1)
-            found.append((who.repeat_interleave(columns.shape[1]), values.flatten(), index.members[lo + columns.flatten()]))
-        else:
-            rows, columns = (scores >= floor[who, None]).nonzero(as_tuple=True)
-            found.append((who[rows], scores[rows, columns], index.members[lo + columns]))
+        rows, columns = (scores >= floor[who, None]).nonzero(as_tuple=True)
+        found.append((who[rows], scores[rows, columns], index.members[lo + columns]))
     if not found:
         return torch.empty(0, dtype=torch.int64), torch.empty(0), torch.empty(0, dtype=torch.int64), len(queries)
     who, values, members = (torch.cat(parts) for parts in zip(*found))
     return who, values, members, len(queries)
 
 
-def _best_per_query(who: Tensor, values: Tensor, members: Tensor, n_queries: int,
-                    shortlist: int) -> tuple[Tensor, Tensor]:
-    """Each query's ``shortlist`` best (values, rows) among the entries naming it, best first;
-    -inf and -1 where it has fewer."""
-    by_value = values.argsort(descending=True, stable=True)
-    who, values, members = who[by_value], values[by_value], members[by_value]
-    by_query = who.argsort(stable=True)
-    who, values, members = who[by_query], values[by_query], members[by_query]
+def _best_per_query(who: Tensor, values: Tensor, members: Tensor, n_queries: int, shortlist: int) -> Tensor:
+    """Each query's ``shortlist`` best rows among the entries naming it, best first; -1 where it
+    has fewer.
+
+    One sort on ``query + (1 − score) / 4`` in float64: by query, then by score descending
+    (scores of unit rows lie in [−1, 1]; scores closer than about 2^-30 keep the entries' order,
+    and the full-width re-scoring orders the shortlist anyway).
+    """
+    order = (who.double() + (1 - values.double()) / 4).argsort(stable=True)
+    who, members = who[order], members[order]
     counts = torch.bincount(who, minlength=n_queries)
     rank = torch.arange(len(who)) - (counts.cumsum(0) - counts)[who]
     keep = rank < shortlist
-    best_values = torch.full((n_queries, shortlist), float("-inf"))
     best_rows = torch.full((n_queries, shortlist), -1, dtype=torch.int64)
-    best_values[who[keep], rank[keep]] = values[keep]
     best_rows[who[keep], rank[keep]] = members[keep]
-    return best_values, best_rows
+    return best_rows
 
 
 def search_index(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, probes: int, block: int,
                  reporter: Reporter = SILENT) -> tuple[Tensor, Tensor]:
     """Each query's ``k`` best candidates found by probing ``probes`` clusters: (scores, rows),
     best first, scores at full width."""
-    shortlist = min(max(SHORTLIST, 2 * k), len(candidates))
+    shortlist = min(max(SHORTLIST, k + k // 2), len(candidates))
     short = shortlists(index, queries @ index.basis, probes, shortlist, block, reporter)
     values, rows = rescore(queries, candidates, short, k, block)
     short_of_k = torch.nonzero((rows < 0).any(1)).flatten()  # probed clusters held fewer than k
@@ -278,7 +293,7 @@ def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, 
     measured = Recall(0.0, at, 0, len(index.centroids), width, dim, 1.0, len(sample))
     for probes in sorted({min(p, len(index.centroids)) for p in PROBES}):
         scanned = float(sizes[nearest_clusters(narrow_sample, index.centroids, probes, block)].sum(1).mean())
-        work = ((len(index.centroids) + scanned) * width + max(SHORTLIST, 2 * k) * dim) / (n * dim)
+        work = ((len(index.centroids) + scanned) * width + max(SHORTLIST, k + k // 2) * dim) / (n * dim)
         if work > MAX_WORK:
             break
         found = search_index(index, sample, candidates, at, probes, block)[1]
