@@ -126,8 +126,8 @@ def ann_topk(queries: Tensor, candidates: Tensor, k: int, reporter: Reporter, *,
     measured = calibrate(index, queries, candidates, k, block)
     if measured.recall < TARGET_RECALL or measured.work > MAX_WORK:
         reporter.info(
-            f"exact search of {len(candidates):,} candidates: probing clusters would need more than "
-            f"{MAX_WORK:.0%} of its products for recall@{measured.at} {TARGET_RECALL}"
+            f"exact search of {len(candidates):,} candidates: no probing reached recall@{measured.at} "
+            f"{TARGET_RECALL} within {MAX_WORK:.0%} of exact search's products"
         )
         return None
     values, indices = search_index(index, queries, candidates, k, measured.probes, block, reporter)

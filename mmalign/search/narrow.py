@@ -4,8 +4,8 @@ The mutual search behind pseudo pairs needs both directions' lists over every un
 exactly that is N1 × N2 products of full width d, the one step of an epoch that grows with
 N² (docs/benchmarks.md). Two indexes were measured against it and lost on trained alignment
 embeddings: an HNSW graph (built on one thread for determinism, one graph per direction) was
-3.7× slower than exact search at 100k per side, and faiss's cluster lists (IVF-Flat, full
-width) needed about half the clusters probed for 98% recall, so they saved nothing.
+3.7× slower than exact search at 100k per side, and cluster lists at full width (IVF)
+needed about half the clusters probed for 98% recall, so they saved nothing.
 
 What does pay: trained embeddings hold far fewer directions than columns (a zh_en member's 600
 columns keep 99% of their energy in about 330 directions; a 100k synthetic model's in about

@@ -117,6 +117,10 @@ def session(device: torch.device) -> Iterator[None]:
         dist.init_process_group("gloo", timeout=TIMEOUT)
     try:
         yield
+        # Every rank reaches the teardown before any closes its connections: once in CI a
+        # rank aborted in teardown (SIGABRT, "terminate called without an active exception")
+        # after a complete 2-rank run, while rank 0 was still writing the run folder.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
