@@ -89,7 +89,7 @@ class ComputeConfig(Section):
     # directions until recall@10 >= 0.98 on a sample, used only where that is cheaper than
     # exact search); smaller ones stay exact; 0: always exact. DBP15K (20k per side) stays
     # exact (docs/benchmarks.md).
-    ann_from: int = 50000
+    ann_from: int = 75000
     # The pseudo-pair search's own threshold (unpaired entities on both sides), from which it
     # runs narrowed (:mod:`mmalign.search.narrow`, where that reaches its sampled recall): 1.7×
     # faster than exact at 77,500 a side, no faster at DBP15K size (docs/benchmarks.md).
