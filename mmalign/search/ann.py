@@ -96,6 +96,11 @@ class Recall:
     work: float
     sample: int
 
+    @property
+    def pays(self) -> bool:
+        """Whether the probing reached the recall target within :data:`MAX_WORK` of exact search's products."""
+        return self.recall >= TARGET_RECALL and self.work <= MAX_WORK
+
 
 @dataclass(frozen=True)
 class ClusterIndex:
@@ -124,7 +129,7 @@ def ann_topk(queries: Tensor, candidates: Tensor, k: int, reporter: Reporter, *,
     with reporter.progress("clustering the candidates", total=None):
         index = build_index(queries, candidates, block)
     measured = calibrate(index, queries, candidates, k, block)
-    if measured.recall < TARGET_RECALL or measured.work > MAX_WORK:
+    if not measured.pays:
         reporter.info(
             f"exact search of {len(candidates):,} candidates: no probing reached recall@{measured.at} "
             f"{TARGET_RECALL} within {MAX_WORK:.0%} of exact search's products"
@@ -196,7 +201,7 @@ def shortlists(index: ClusterIndex, narrow_queries: Tensor, probes: int, shortli
             queries = narrow_queries[start : start + step]
             probe = nearest_clusters(queries, index.centroids, probes, block)
             floor = _floor(index, queries, probe[:, :FIRST_PROBES], shortlist)
-            out[start : start + step] = _best_per_query(*_members_above(index, queries, probe, floor), shortlist)
+            out[start : start + step] = _best_per_query(*_members_above(index, queries, probe, floor), len(queries), shortlist)
             task.advance(len(queries))
     return out
 
@@ -232,9 +237,9 @@ def _floor(index: ClusterIndex, queries: Tensor, probe: Tensor, shortlist: int) 
 
 
 def _members_above(index: ClusterIndex, queries: Tensor, probe: Tensor,
-                   floor: Tensor) -> tuple[Tensor, Tensor, Tensor, int]:
+                   floor: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(query, narrowed score, candidate row) of the members of each query's probed clusters
-    scoring at least the query's ``floor``, and the query count."""
+    scoring at least the query's ``floor``."""
     found: list[tuple[Tensor, Tensor, Tensor]] = []
     for pairs, lo, hi in _by_cluster(index, probe):
         who = pairs // probe.shape[1]
@@ -242,9 +247,9 @@ def _members_above(index: ClusterIndex, queries: Tensor, probe: Tensor,
         rows, columns = (scores >= floor[who, None]).nonzero(as_tuple=True)
         found.append((who[rows], scores[rows, columns], index.members[lo + columns]))
     if not found:
-        return torch.empty(0, dtype=torch.int64), torch.empty(0), torch.empty(0, dtype=torch.int64), len(queries)
+        return torch.empty(0, dtype=torch.int64), torch.empty(0), torch.empty(0, dtype=torch.int64)
     who, values, members = (torch.cat(parts) for parts in zip(*found))
-    return who, values, members, len(queries)
+    return who, values, members
 
 
 def _best_per_query(who: Tensor, values: Tensor, members: Tensor, n_queries: int, shortlist: int) -> Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mmalign.search.recall import SAMPLE_SEED
+from mmalign.search.recall import SAMPLE_SEED, sample_rows
 
 BASIS_ROWS = 20_000
 """Rows (from both sides) whose singular vectors give the directions."""
@@ -28,7 +28,7 @@ def leading_directions(left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
     """
     rows = torch.cat([left, right])
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
-    sample = rows[torch.randperm(len(rows), generator=generator)[:BASIS_ROWS]].float()
+    sample = sample_rows(rows, generator, BASIS_ROWS).float()
     _, singular, vh = torch.linalg.svd(sample, full_matrices=False)
     energy = singular.square().cumsum(0)
     return vh.T.contiguous(), energy / energy[-1]

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from mmalign.search.directions import leading_directions, rescore, width_for
-from mmalign.search.recall import RECALL_AT, SAMPLE, SAMPLE_SEED, TARGET_RECALL, recall
+from mmalign.search.recall import RECALL_AT, SAMPLE_SEED, TARGET_RECALL, recall, sample_rows
 from mmalign.search.topk_lists import topk
 
 ENERGY = (0.9, 0.95, 0.98, 0.99, 0.995)
@@ -62,7 +62,7 @@ def choose(left: Tensor, right: Tensor, k: int, block: int) -> Narrowing | None:
     directions, energy = leading_directions(left, right)
     at = min(max(k, RECALL_AT), len(left), len(right))
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
-    samples = [(rows[torch.randperm(len(rows), generator=generator)[:SAMPLE]], others)
+    samples = [(sample_rows(rows, generator), others)
                for rows, others in ((left, right), (right, left))]
     exact = [topk(queries, others, at, block=block, backend="torch")[1] for queries, others in samples]
     for level in ENERGY:
