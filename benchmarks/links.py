@@ -21,7 +21,7 @@ and for links of entities without a gold link (their ratio estimates how many of
 all counted wrong, are right), with the KG1 entities' mean degree (triples).
 
     python benchmarks/links.py zh_en=/tmp/final/zh_en/work db15k=/tmp/final/db15k/work
-                               [--run NAME] [--refit] [--names FILE]
+                               [--run NAME] [--refit] [--names FILE] [--prior degree|flat]
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from children import Measured, run_child  # noqa: E402  (benchmarks/children.py: the benchmarks' one child runner)
-from mmalign.links.linker import calibration_file  # noqa: E402  (the checkout's, not an installed copy)
+from mmalign.links import LinkConfig  # noqa: E402  (the checkout's, not an installed copy)
+from mmalign.links.linker import calibration_file  # noqa: E402
+from mmalign.links.prior import Prior  # noqa: E402
 from mmalign.links.linkfile import read_links  # noqa: E402
 from mmalign.links.metrics import link_metrics  # noqa: E402
 from mmalign.machine import machine_line  # noqa: E402
@@ -49,9 +51,9 @@ from mmalign.workspace import Workspace  # noqa: E402
 
 
 
-def run_link(work: Path, run: str | None, out: Path) -> Measured:
-    """Wall seconds and peak RSS (MB) of ``mmalign link --all`` in its own process."""
-    command = [sys.executable, "-m", "mmalign", "link", "-w", str(work), "--all", "-q", "-o", str(out)]
+def run_link(work: Path, run: str | None, out: Path, prior: str) -> Measured:
+    """Wall seconds and peak RSS (MB) of ``mmalign link --all --prior PRIOR`` in its own process."""
+    command = [sys.executable, "-m", "mmalign", "link", "-w", str(work), "--all", "-q", "--prior", prior, "-o", str(out)]
     if run:
         command += ["--run", run]
     return run_child(command)
@@ -99,14 +101,14 @@ def gold_check(name: str, rows, gold: np.ndarray, workspace: Workspace, names: d
             f"| {'–' if estimate is None else f'{estimate:,.0f}'} | {fmt(corrected)} |")
 
 
-def measure(name: str, work: Path, run: str | None, scratch: Path, refit: bool, names: dict[str, str] | None
-            ) -> tuple[str, list[str], str | None]:
+def measure(name: str, work: Path, run: str | None, scratch: Path, refit: bool, names: dict[str, str] | None,
+            prior: str) -> tuple[str, list[str], str | None]:
     """The summary row of one dataset, its calibration table's rows and its gold check row."""
     out = scratch / f"{name}.tsv"
     folder = resolve_run(work, Path(run) if run else None)
     if refit:
         calibration_file(folder).unlink(missing_ok=True)
-    linked = run_link(work, run, out)
+    linked = run_link(work, run, out, prior)
     workspace = Workspace.open(work)
     seeds = np.concatenate([p for p in (read_run_pairs(pairs_file(folder, s), workspace) for s in ("train", "valid"))
                             if p is not None])
@@ -143,16 +145,18 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="run folder or name under runs/ (default: runs/latest)")
     parser.add_argument("--refit", action="store_true", help="remove links/calibration.json first")
     parser.add_argument("--names", type=Path, default=None, help="entity<TAB>name file for the gold check")
+    parser.add_argument("--prior", choices=[p.value for p in Prior], default=LinkConfig().prior.value,
+                        help="link's --prior (default: link's)")
     args = parser.parse_args()
     names = None
     if args.names:
         names = dict(line.split("\t", 1) for line in args.names.read_text(encoding="utf-8").splitlines() if "\t" in line)
-    print(machine_line())
+    print(f"{machine_line()} · link --prior {args.prior}")
     rows, bins, checks = [], [], []
     with tempfile.TemporaryDirectory() as scratch:
         for spec in args.datasets:
             name, _, work = spec.partition("=")
-            row, calibration, check = measure(name, Path(work), args.run, Path(scratch), args.refit, names)
+            row, calibration, check = measure(name, Path(work), args.run, Path(scratch), args.refit, names, args.prior)
             rows.append(row)
             bins += calibration
             checks += [check] if check else []

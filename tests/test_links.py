@@ -19,6 +19,7 @@ from mmalign.ingest import ingest
 from mmalign.links import LinkConfig, LinkFormat, link
 from mmalign.links.formats import ALIGNMENT_NS, SAME_AS, XSD_FLOAT, render
 from mmalign.links.linker import calibration_file
+from mmalign.links.prior import PairShape
 from mmalign.pairs import write_pairs
 from mmalign.report import RecordingReporter
 from mmalign.run import atomic_save_tensors, new_run, pairs_file
@@ -198,17 +199,30 @@ def test_link_on_a_tiny_trained_run(tmp_path: Path) -> None:
     assert all(0 <= float(r[2]) <= 1 for r in rows)
 
 
-def test_em_recovers_the_unmatched_share() -> None:
+def test_the_scale_recovers_the_unmatched_share() -> None:
     """Matched and unmatched features from two Gaussians; the population is 30% unmatched."""
     from mmalign.links.calibration import fit
 
     rng = np.random.default_rng(0)
     matched, unmatched = rng.normal(1.0, 1.0, (400, 4)), rng.normal(-1.0, 1.0, (400, 4))
     population = np.vstack([rng.normal(1.0, 1.0, (1400, 4)), rng.normal(-1.0, 1.0, (600, 4))])
-    calibrator, _ = fit(matched, rng.random(400) < 0.9, unmatched, population)
+    calibrator, _ = fit(matched, rng.random(400) < 0.9, unmatched, population, PairShape.uniform(), np.ones(2000))
     assert calibrator.fit_unmatched == 0.5
-    assert abs(calibrator.unmatched - 0.3) < 0.03
+    assert abs(calibrator.unmatched(1.0) - 0.3) < 0.03
     assert abs(calibrator.correct.probability(matched).mean() - 0.9) < 0.03  # calibrated in the large
+
+
+def test_the_scale_follows_the_shape_where_features_cannot_tell() -> None:
+    """Features that look matched for everyone; the shape puts the unmatched at low degrees."""
+    from mmalign.links.calibration import fit
+
+    rng = np.random.default_rng(1)
+    matched, unmatched = rng.normal(1.0, 1.0, (400, 4)), rng.normal(-1.0, 1.0, (400, 4))
+    population = rng.normal(1.0, 1.0, (2000, 4))
+    h = np.r_[np.full(1500, 1.0), np.full(500, 0.1)]
+    calibrator, _ = fit(matched, rng.random(400) < 0.9, unmatched, population, PairShape.uniform(), h)
+    assert calibrator.scale > 0.95
+    assert calibrator.unmatched(0.1) > 0.85 and calibrator.unmatched(1.0) < 0.05
 
 
 def test_keys_become_iris_only_with_a_base() -> None:

@@ -14,6 +14,7 @@ from mmalign.cli.predict import RUN_OPTION, write_stdout
 from mmalign.links import LinkConfig, LinkFormat, link
 from mmalign.links.config import ACCEPT_PRECISION
 from mmalign.links.formats import render
+from mmalign.links.prior import Prior
 
 DEFAULTS = LinkConfig()
 
@@ -35,6 +36,11 @@ def link_command(
     ),
     include_rejected: bool = typer.Option(False, "--all", help="TSV: also the rejected entities (band reject)."),
     base_iri: Optional[str] = typer.Option(None, "--base-iri", help="nt/alignment: prefix for keys that are not absolute IRIs."),
+    prior: Prior = typer.Option(
+        DEFAULTS.prior, "--prior",
+        help="degree: an entity's prior chance of a counterpart follows the seeds' share at its degree "
+             "(seeds a random sample of the matches); flat: the same for every entity.",
+    ),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here (atomically) instead of stdout."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors on stderr."),
 ) -> None:
@@ -44,7 +50,7 @@ def link_command(
     links/calibration.json); the log says the estimated share of entities without a match.
     """
     config = LinkConfig(accept=accept, review=review, many=many, top_k=top_k, format=format_,
-                        include_rejected=include_rejected, base_iri=base_iri)
+                        include_rejected=include_rejected, base_iri=base_iri, prior=prior)
     configure_compute()
     chunks = render(link(workdir, run, config, reporter=RichReporter(quiet)), config)
     if output is None:

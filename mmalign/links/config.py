@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pyoxigraph
 
 from mmalign.errors import MMAlignError
+from mmalign.links.prior import Prior
 from mmalign.settings import Choice, Section, at_least
 
 ACCEPT_PRECISION = 0.95
@@ -59,6 +60,9 @@ class LinkConfig(Section):
     format: LinkFormat = LinkFormat.TSV
     include_rejected: bool = False  # --all: rejected entities too (TSV only)
     base_iri: str | None = None  # prefix for keys that are not absolute IRIs (nt, alignment)
+    # How the prior share with a counterpart varies between KG1 entities (:mod:`mmalign.links.prior`):
+    # by degree as the seeds say (they must be a random sample of the matches), or flat.
+    prior: Prior = Prior.DEGREE
 
     def check(self) -> None:
         for key in ("accept", "review"):

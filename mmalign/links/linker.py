@@ -31,13 +31,14 @@ from mmalign.errors import MMAlignError
 from mmalign.links.calibration import Calibrator, accept_threshold, fit
 from mmalign.links.candidates import FEATURES, Decisions, decide
 from mmalign.links.config import ACCEPT_PRECISION, BANDS, Band, LinkConfig
+from mmalign.links.prior import DegreeShape, PairShape, Prior, degrees
 from mmalign.pairs import read_run_pairs
 from mmalign.predict import csls_setting, given_seeds, open_run
 from mmalign.report import SILENT, Reporter
 from mmalign.run import pairs_file, read_json
 from mmalign.training.splits import BOOTSTRAPPED
 
-CALIBRATION_FORMAT = 1
+CALIBRATION_FORMAT = 2  # 2: the degree prior (files of format 1 are fitted again)
 
 
 def calibration_file(folder: Path) -> Path:
@@ -89,9 +90,12 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
         f"(CSLS k={csls_k}, {'several KG1 entities per KG2 entity' if config.many else 'one-to-one'})"
     )
     decided = decide(left, right, queries, candidates, **settings)
+    degree = (degrees(workspace.kg1.triples, len(workspace.kg1.entities)),
+              degrees(workspace.kg2.triples, len(workspace.kg2.entities)))
 
     key = {"embeddings_sha256": file_sha256(folder / "embeddings.safetensors"), "csls": csls_k,
-           "top_k": None if config.many else config.top_k, "many": config.many, "features": list(FEATURES)}
+           "top_k": None if config.many else config.top_k, "many": config.many, "features": list(FEATURES),
+           "prior": config.prior.value}
     path = calibration_file(folder)
     saved = read_json(path) if path.is_file() else None
     if saved is not None and saved.get("format") == CALIBRATION_FORMAT and saved.get("key") == key:
@@ -100,7 +104,8 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
             f"of non-seed KG1 entities without a counterpart {saved['population']['estimated_unmatched']:.1%}"
         )
     else:
-        saved = _calibrate(left, right, valid, queries, candidates, decided, settings, reporter)
+        shape = PairShape.fit(*degree, seeds) if config.prior is Prior.DEGREE else PairShape.uniform()
+        saved = _calibrate(left, right, valid, queries, candidates, decided, shape, degree, settings, reporter)
         saved["key"] = key
     calibrator = Calibrator.from_dict(saved["calibrator"])
     accept = saved["accept"] if config.accept is None else config.accept
@@ -108,7 +113,8 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
 
     confidence = np.zeros(len(queries))
     mask = decided.decided
-    confidence[mask] = calibrator.confidence(decided.features[mask])
+    h = calibrator.shape.of(degree[0][queries[mask]], degree[1][decided.targets[mask]])
+    confidence[mask] = calibrator.confidence(decided.features[mask], h)
     band = np.full(len(queries), BANDS.index(Band.REJECT), dtype=np.int8)
     band[mask & (confidence >= review)] = BANDS.index(Band.REVIEW)
     band[mask & (confidence >= accept)] = BANDS.index(Band.ACCEPT)
@@ -131,7 +137,8 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
 
 
 def _calibrate(left: torch.Tensor, right: torch.Tensor, valid: np.ndarray, queries: np.ndarray, candidates: np.ndarray,
-               decided: Decisions, settings: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
+               decided: Decisions, shape: PairShape, degree: tuple[np.ndarray, np.ndarray], settings: dict[str, Any],
+               reporter: Reporter) -> dict[str, Any]:
     """Fit on the validation pairs' two worlds; the calibration file's content (without its key)."""
     valid_queries = np.unique(valid[:, 0])
     gold = set(map(tuple, valid.tolist()))
@@ -145,16 +152,18 @@ def _calibrate(left: torch.Tensor, right: torch.Tensor, valid: np.ndarray, queri
     matched_correct = np.array([(q, t) in gold for q, t in zip(valid_queries[has].tolist(), matched.targets[at][has].tolist())],
                                dtype=bool)
     unmatched_x = unmatched.features[at][unmatched.decided[at]]
-    calibrator, steps = fit(matched_x, matched_correct, unmatched_x, decided.features[decided.decided])
-    threshold = accept_threshold(calibrator, matched_x, matched_correct, unmatched_x, ACCEPT_PRECISION)
+    population_h = shape.of(degree[0][decided.queries[decided.decided]], degree[1][decided.targets[decided.decided]])
+    calibrator, steps = fit(matched_x, matched_correct, unmatched_x, decided.features[decided.decided], shape, population_h)
+    threshold = accept_threshold(calibrator, matched_x, matched_correct, unmatched_x, population_h, ACCEPT_PRECISION)
+    unmatched_share = float(np.mean(calibrator.unmatched(population_h))) if len(population_h) else 0.0
     reporter.info(
         f"calibration on {len(valid_queries):,} validation entities: {int(matched_correct.sum()):,} of "
         f"{len(matched_x):,} decided right with their targets among the candidates, "
         f"{len(unmatched_x):,} decided (always wrongly) without them"
     )
     reporter.info(
-        f"estimated share of non-seed KG1 entities without a counterpart: {calibrator.unmatched:.1%} "
-        f"(EM on {int(decided.decided.sum()):,} entities, {steps} steps)"
+        f"estimated share of non-seed KG1 entities without a counterpart: {unmatched_share:.1%} "
+        f"(fitted on {int(decided.decided.sum()):,} entities' candidates{_shape_note(shape)})"
     )
     if threshold["precision"] is None:
         reporter.warn(f"no confidence reaches precision {ACCEPT_PRECISION} on validation: nothing is accepted by default")
@@ -175,5 +184,23 @@ def _calibrate(left: torch.Tensor, right: torch.Tensor, valid: np.ndarray, queri
             "accept_precision": threshold["precision"], "accept_recall": threshold["recall"],
         },
         "population": {"entities": len(queries), "decided": int(decided.decided.sum()),
-                       "estimated_unmatched": calibrator.unmatched, "em_steps": steps},
+                       "estimated_unmatched": unmatched_share, "scale_steps": steps},
     }
+
+
+def _shape_note(shape: PairShape) -> str:
+    """How the prior varies by degree, for the log: each KG's classes below its best-connected entities' share."""
+    if shape.kg1.seeds == 0 and shape.kg2.seeds == 0:
+        return ", the same prior at every degree"
+    return (f", prior by degree from {max(shape.kg1.seeds, shape.kg2.seeds):,} seed pairs relative to the best "
+            f"connected: KG1 {_classes(shape.kg1)}; KG2 {_classes(shape.kg2)}")
+
+
+def _classes(shape: DegreeShape) -> str:
+    """``degree 1: 0.04, degree 2-3: 0.60`` for the classes below 1, or what else holds."""
+    if shape.seeds == 0:
+        return "the same at every degree (too few seeds)"
+    edges = shape.edges.tolist()
+    ranges = [str(a) if b == a + 1 else f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+    classes = ", ".join(f"degree {r}: {h:.2f}" for r, h in zip(ranges, shape.shape.tolist()) if h < 0.995)
+    return classes or "the same at every degree"
