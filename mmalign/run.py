@@ -62,9 +62,10 @@ def set_latest(workdir: Path, folder: Path) -> None:
 
 
 def resolve_run(workdir: Path, run: Path | None = None) -> Path:
-    """The run folder named by ``--run`` (a path, or a name under runs/), else ``runs/latest``."""
+    """The run folder named by ``--run`` (a path; or one inside the workspace, such as
+    ``runs/<id>``; or a name under runs/), else ``runs/latest``."""
     if run is not None:
-        for candidate in (Path(run), workdir / RUNS / str(run)):
+        for candidate in (Path(run), workdir / run, workdir / RUNS / str(run)):
             if (candidate / "config.json").is_file():
                 return candidate.resolve()
         raise MMAlignError("not a run folder (no config.json); give a folder under runs/", path=run)

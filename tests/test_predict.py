@@ -153,6 +153,17 @@ def test_cli_no_run_is_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no training run yet" in result.stderr
 
 
+def test_run_is_found_by_path_inside_the_workspace_or_by_name(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmalign.run import resolve_run
+
+    latest = resolve_run(workdir)
+    monkeypatch.chdir(workdir.parent)  # ``runs/<id>`` as the guide writes it, from elsewhere
+    for given in (latest, Path("runs") / latest.name, Path(latest.name)):
+        assert resolve_run(workdir, given) == latest
+    with pytest.raises(MMAlignError, match="not a run folder"):
+        resolve_run(workdir, Path("runs") / "nope")
+
+
 def gold_file(path: Path, pairs: list[tuple[str, str]]) -> Path:
     path.write_text("".join(f"{a}\t{b}\n" for a, b in pairs))
     return path

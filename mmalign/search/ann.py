@@ -15,8 +15,8 @@ is about 25 minutes on a 2-core CPU, 1M × 1M hours. Above a size threshold
    (BLAS, not a scan per query), and each query keeps its :data:`SHORTLIST` best.
 4. **Re-scoring.** The shortlist is scored at full width; its best ``k`` are the answer.
 
-``P`` is measured, not assumed: a sample of the queries is searched exactly and ``P`` doubles
-until recall@10 on the sample reaches :data:`~mmalign.search.recall.TARGET_RECALL`. When the
+``P`` is measured, not assumed: a sample of the queries is searched exactly and ``P`` grows
+(:data:`PROBES`) until recall@10 on the sample reaches :data:`~mmalign.search.recall.TARGET_RECALL`. When the
 probing that takes would cost more than :data:`MAX_WORK` of an exact search's products, the
 search stays exact, so the approximate path is used only where it is both accurate and
 cheaper. Deterministic: the sample, the basis and the k-means start come from fixed seeds, and
@@ -56,8 +56,10 @@ SAMPLE_PER_CLUSTER = 32
 ITERATIONS = 8
 """k-means rounds."""
 
-PROBES = (8, 16, 32, 64, 128, 256, 512, 1024, 2048)
-"""Clusters probed per query, tried in turn until the sampled recall reaches the target."""
+PROBES = tuple(round(8 * 2 ** (step / 2)) for step in range(17))
+"""Clusters probed per query (8, 11, 16, 23, ... 2,048: steps of √2), tried in turn until the
+sampled recall reaches the target: doubling overshot it by up to twice the work needed
+(docs/benchmarks.md, approximate nearest-neighbour search)."""
 
 SHORTLIST = 32
 """Candidates per query re-scored at full width (at least 1.5k)."""
