@@ -13,8 +13,8 @@ The *shape* kept here is that share relative to the best-connected tenth of the 
 are taken to be as likely as any to have a counterpart (capped at 1), for each KG. A decided
 pair is right only if both its entities have counterparts (each other), so its shape is the
 smaller of its two entities' (the joint chance of two events that coincide for a right pair is
-at most the smaller one; Fréchet's bound, taken as equal). On zh_en the KG2 side alone turns
-away the pairs of a KG1 entity without a gold link whose KG2 candidate has none either.
+at most the smaller one; Fréchet's bound, taken as equal). The KG2 side catches what the KG1
+side lets through: a well-connected KG1 entity whose candidate is a KG2 entity the seeds shun.
 Its scale, the share with a counterpart where the shape is 1, is not identified by the seeds;
 the calibration fits it on the link features (:func:`mmalign.links.calibration.estimate_scale`).
 A uniform shape (too few seeds, or ``--prior flat``) leaves the calibration as it was without
