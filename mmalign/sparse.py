@@ -21,10 +21,19 @@ warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implici
 
 
 def _csr_layout(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int):
-    order = torch.argsort(rows * n_cols + cols, stable=True)
+    """CSR row pointers, column indices and the permutation from edge order into CSR order.
+
+    The permutation is None where edge order already is CSR order (the graph's adjacency and
+    neighbourhood patterns are built sorted): no second copy of the columns, no permutation
+    array (two E-long index arrays, 0.3 GB each at 20 M edges) and no gather of the values.
+    """
+    key = rows * n_cols + cols
     counts = torch.bincount(rows, minlength=n_rows)
     crow = torch.zeros(n_rows + 1, dtype=torch.int64)
     crow[1:] = torch.cumsum(counts, 0)
+    if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):
+        return crow, cols, None
+    order = torch.argsort(key, stable=True)
     return crow, cols[order].contiguous(), order
 
 
@@ -53,26 +62,34 @@ class SparsePattern:
     def to(self, device: torch.device) -> "SparsePattern":
         """Move the index tensors (patterns are built once, then moved with the model)."""
         for name in ("rows", "cols", "crow", "col", "order", "crow_t", "col_t", "order_t"):
-            setattr(self, name, getattr(self, name).to(device))
+            value = getattr(self, name)
+            setattr(self, name, None if value is None else value.to(device))
         self.device = torch.device(device)
         return self
 
     def matrix(self, values: torch.Tensor) -> torch.Tensor:
         """The CSR matrix holding ``values`` (edge order)."""
-        return torch.sparse_csr_tensor(self.crow, self.col, values[self.order], self.shape)
+        return torch.sparse_csr_tensor(self.crow, self.col, _permuted(values, self.order), self.shape)
 
     def matrix_t(self, values: torch.Tensor) -> torch.Tensor:
         """The transposed CSR matrix holding ``values`` (edge order)."""
-        return torch.sparse_csr_tensor(self.crow_t, self.col_t, values[self.order_t], self.shape[::-1])
+        return torch.sparse_csr_tensor(self.crow_t, self.col_t, _permuted(values, self.order_t), self.shape[::-1])
 
     def sddmm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """``s[e] = a[rows[e]] · b[cols[e]]`` without gathering rows (no autograd)."""
         zeros = torch.zeros(self.nnz, dtype=a.dtype, device=a.device)
         pattern = torch.sparse_csr_tensor(self.crow, self.col, zeros, self.shape)
         in_csr = torch.sparse.sampled_addmm(pattern, a, b.transpose(0, 1), beta=0.0).values()
+        if self.order is None:
+            return in_csr
         out = torch.empty_like(in_csr)
         out[self.order] = in_csr
         return out
+
+
+def _permuted(values: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    """``values`` (edge order) in CSR order."""
+    return values if order is None else values[order]
 
 
 class _SpMM(torch.autograd.Function):
