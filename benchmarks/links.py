@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from children import Measured, run_child  # noqa: E402  (benchmarks/children.py: the benchmarks' one child runner)
 from mmalign.links import LinkConfig  # noqa: E402  (the checkout's, not an installed copy)
 from mmalign.links.linker import calibration_file  # noqa: E402
-from mmalign.links.prior import Prior  # noqa: E402
+from mmalign.links.prior import Prior, degrees  # noqa: E402
 from mmalign.links.linkfile import read_links  # noqa: E402
 from mmalign.links.metrics import link_metrics  # noqa: E402
 from mmalign.machine import machine_line  # noqa: E402
@@ -87,8 +87,7 @@ def gold_check(name: str, rows, gold: np.ndarray, workspace: Workspace, names: d
     accepted = [(a, b) for a, b, band in zip(rows.kg1.tolist(), rows.kg2.tolist(), rows.band.tolist()) if band == 0 and b >= 0]
     right = [(kg1[a], kg2[b]) for a, b in accepted if (a, b) in gold_set]
     no_gold = [(kg1[a], kg2[b]) for a, b in accepted if a not in gold_kg1]
-    triples = workspace.kg1.triples
-    degree = np.bincount(triples[:, [0, 2]].ravel(), minlength=len(kg1))
+    degree = degrees(workspace.kg1.triples, len(kg1))
     index = workspace.kg1.entity_index()
     degree_right = float(np.mean([degree[index[a]] for a, _ in right])) if right else None
     degree_no_gold = float(np.mean([degree[index[a]] for a, _ in no_gold])) if no_gold else None

@@ -90,8 +90,10 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
         f"(CSLS k={csls_k}, {'several KG1 entities per KG2 entity' if config.many else 'one-to-one'})"
     )
     decided = decide(left, right, queries, candidates, **settings)
+    mask = decided.decided
     degree = (degrees(workspace.kg1.triples, len(workspace.kg1.entities)),
               degrees(workspace.kg2.triples, len(workspace.kg2.entities)))
+    pair_degrees = (degree[0][queries[mask]], degree[1][decided.targets[mask]])  # of each decided pair
 
     key = {"embeddings_sha256": file_sha256(folder / "embeddings.safetensors"), "csls": csls_k,
            "top_k": None if config.many else config.top_k, "many": config.many, "features": list(FEATURES),
@@ -105,16 +107,15 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
         )
     else:
         shape = PairShape.fit(*degree, seeds) if config.prior is Prior.DEGREE else PairShape.uniform()
-        saved = _calibrate(left, right, valid, queries, candidates, decided, shape, degree, settings, reporter)
+        saved = _calibrate(left, right, valid, queries, candidates, decided, shape, shape.of(*pair_degrees), settings,
+                           reporter)
         saved["key"] = key
     calibrator = Calibrator.from_dict(saved["calibrator"])
     accept = saved["accept"] if config.accept is None else config.accept
     review = min(config.review, accept)  # above the accept threshold: no review band
 
     confidence = np.zeros(len(queries))
-    mask = decided.decided
-    h = calibrator.shape.of(degree[0][queries[mask]], degree[1][decided.targets[mask]])
-    confidence[mask] = calibrator.confidence(decided.features[mask], h)
+    confidence[mask] = calibrator.confidence(decided.features[mask], calibrator.shape.of(*pair_degrees))
     band = np.full(len(queries), BANDS.index(Band.REJECT), dtype=np.int8)
     band[mask & (confidence >= review)] = BANDS.index(Band.REVIEW)
     band[mask & (confidence >= accept)] = BANDS.index(Band.ACCEPT)
@@ -137,9 +138,12 @@ def link(workdir: Path, run: Path | None, config: LinkConfig, reporter: Reporter
 
 
 def _calibrate(left: torch.Tensor, right: torch.Tensor, valid: np.ndarray, queries: np.ndarray, candidates: np.ndarray,
-               decided: Decisions, shape: PairShape, degree: tuple[np.ndarray, np.ndarray], settings: dict[str, Any],
+               decided: Decisions, shape: PairShape, population_h: np.ndarray, settings: dict[str, Any],
                reporter: Reporter) -> dict[str, Any]:
-    """Fit on the validation pairs' two worlds; the calibration file's content (without its key)."""
+    """Fit on the validation pairs' two worlds; the calibration file's content (without its key).
+
+    ``population_h``: the shape of each pair ``decided`` holds (its decided rows, in order).
+    """
     valid_queries = np.unique(valid[:, 0])
     gold = set(map(tuple, valid.tolist()))
     cal_queries = np.union1d(queries, valid_queries)
@@ -152,7 +156,6 @@ def _calibrate(left: torch.Tensor, right: torch.Tensor, valid: np.ndarray, queri
     matched_correct = np.array([(q, t) in gold for q, t in zip(valid_queries[has].tolist(), matched.targets[at][has].tolist())],
                                dtype=bool)
     unmatched_x = unmatched.features[at][unmatched.decided[at]]
-    population_h = shape.of(degree[0][decided.queries[decided.decided]], degree[1][decided.targets[decided.decided]])
     calibrator, steps = fit(matched_x, matched_correct, unmatched_x, decided.features[decided.decided], shape, population_h)
     threshold = accept_threshold(calibrator, matched_x, matched_correct, unmatched_x, population_h, ACCEPT_PRECISION)
     unmatched_share = float(np.mean(calibrator.unmatched(population_h))) if len(population_h) else 0.0
