@@ -65,3 +65,16 @@ def multiply(features: "torch.Tensor | SparseInput", weight: torch.Tensor) -> to
         prepared = SparseInput(features).to(features.device)
         return spmm(prepared.pattern, prepared.values, weight)
     return features @ weight
+
+
+def row_slice(features: "torch.Tensor | SparseInput", start: int, stop: int) -> "torch.Tensor | SparseInput":
+    """Rows ``start:stop`` of a dense, CSR or prepared sparse input (a view where it can be)."""
+    if isinstance(features, SparseInput):
+        features = features.pattern.matrix(features.values)
+    if features.layout != torch.sparse_csr:
+        return features[start:stop]
+    crow = features.crow_indices()
+    first, last = int(crow[start]), int(crow[stop])
+    matrix = torch.sparse_csr_tensor(crow[start : stop + 1] - first, features.col_indices()[first:last],
+                                     features.values()[first:last], (stop - start, features.shape[1]))
+    return SparseInput(matrix)

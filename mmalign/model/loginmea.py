@@ -8,7 +8,7 @@ place where the paper and the authors' code differ, and the ablations of the pap
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -16,10 +16,13 @@ from torch.nn.functional import normalize
 
 from mmalign.graph import Graph
 from mmalign.model.config import ModelConfig
-from mmalign.model.encoders import ModalityEncoder, dense, multiply
+from mmalign.model.encoders import ModalityEncoder, dense, multiply, row_slice
 from mmalign.model.fusion import AdaptiveWeights, ConcatFusion, EarlyConcat, LowRankFusion, weighted_sum
 from mmalign.model.rrea import GraphStack, relation_set_vectors
 from mmalign.sparse import spmm
+
+LOCAL_ROWS = 1 << 17
+"""Rows per slice of the local stage in a forward without gradients (a few hundred MB of temporaries)."""
 
 
 class LoginMEA(nn.Module):
@@ -73,6 +76,20 @@ class LoginMEA(nn.Module):
             if c.paradigm == "login":
                 self.joint = GraphStack(c.dim, c.depth, c.graph_layer, c.attention)
 
+    @property
+    def width(self) -> int:
+        """Columns of :meth:`forward`'s output, known before any forward (to lay out its output)."""
+        c = self.config
+        width = (c.depth + 1) * c.dim if self.use_structure else 0
+        if self.n_fused:
+            fused = c.modal_dim if c.fusion == "weighted_sum" else c.dim
+            layer0 = self.n_fused * c.modal_dim if c.joint_layer0 == "early_concat" else fused
+            if c.paradigm == "login":
+                width += layer0 + c.depth * fused
+            else:
+                width += layer0 + (fused if c.joint_layer0 == "early_concat" else 0)
+        return width + self.direct_width
+
     def modality_weights(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """Entity-adaptive weights α (N × M); uniform when the ablation turns them off."""
         if self.config.adaptive_weights:
@@ -98,29 +115,102 @@ class LoginMEA(nn.Module):
         of ``graph``'s rows when it is a part of the whole graph (partitioned training;
         ``features`` then hold those rows only).
         """
+        return list(self.iter_blocks(features, graph, entities))
+
+    def iter_blocks(self, features: list[torch.Tensor], graph: Graph, entities: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+        """The blocks of :meth:`forward_blocks`, each yielded as soon as it is final.
+
+        Without gradients nothing else keeps a yielded block alive, so a consumer that copies
+        each one away and drops it (:meth:`~mmalign.training.loop.Trainer.embeddings`) holds
+        its output, the block the next layer reads and that layer's temporaries: at 1M
+        entities a side the whole-graph forward's blocks alone are 4.8 GB.
+        """
+        blocks = self._model_blocks(features, graph, entities)
+        if torch.is_grad_enabled():
+            # Training keeps every block for the backward anyway. The direct blocks' norms are
+            # taken after the last model block, as they always were: autograd sums a block's
+            # gradients in the order its uses were built, and with it the trained bits.
+            kept = list(blocks)
+            if self.direct:
+                kept += self.direct_blocks(features, sum((b.float() * b.float()).sum(1) for b in kept))
+            yield from kept
+            return
+        squared: torch.Tensor | int = 0  # Σ of the model blocks' squared row norms, for the direct blocks
+        for block in blocks:
+            if self.direct:
+                squared = squared + (block.float() * block.float()).sum(1)
+            yield block
+            del block
+        if self.direct:
+            yield from self.direct_blocks(features, squared)
+
+    def _model_blocks(self, features: list[torch.Tensor], graph: Graph, entities: torch.Tensor | None) -> Iterator[torch.Tensor]:
+        """The structure stack's blocks, then the local stage's and the joint stack's."""
         c = self.config
         set_vectors = relation_set_vectors(graph, self.relation_table) if c.graph_layer == "rrea" else None
-        blocks: list[torch.Tensor] = []
+        structure: list[torch.Tensor] = []  # kept only where the graph projection reads them
         if self.use_structure:
             table = self.entity_table if entities is None else self.entity_table.index_select(0, entities)
-            g0 = torch.tanh(spmm(graph.mean_pattern, graph.mean_weights, table))
-            blocks += self.structure(g0, graph, set_vectors)
+            stack = self.structure.iterate(torch.tanh(spmm(graph.mean_pattern, graph.mean_weights, table)), graph, set_vectors)
+            del table
+            for block in stack:
+                if c.paradigm == "gam":
+                    structure.append(block)
+                yield block
+                del block
         if not self.n_fused:
-            return blocks
+            return
+        layer0, fused = self._local_stage(features, structure, graph, set_vectors)
+        del structure
+        if c.paradigm != "login":
+            yield layer0
+            if layer0 is not fused:
+                yield fused
+            return
+        joint = self.joint.iterate(fused, graph, set_vectors)
+        del fused
+        next(joint)  # its input, the fused block: replaced by the layer-0 block
+        yield layer0
+        del layer0
+        yield from joint
+
+    def _local_stage(self, features: list[torch.Tensor], structure: list[torch.Tensor], graph: Graph,
+                     set_vectors: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer-0 block and the fused block (the same tensor unless layer 0 is the early concatenation).
+
+        Without gradients, on a graph of more than :data:`LOCAL_ROWS` entities, the stage runs
+        on slices of rows (encoders, weights and fusion are row-wise): the fusion's
+        N × (rank · width) products would otherwise be the forward's largest temporaries
+        (6.4 GB per modality at 1M entities a side). Graphs upon each modality (``gum``) are
+        not row-wise and run whole.
+        """
+        n = graph.n_entities
+        if torch.is_grad_enabled() or self.config.paradigm == "gum" or n <= LOCAL_ROWS:
+            return self._local(features, structure, graph, set_vectors)
+        layer0 = fused = None
+        for start in range(0, n, LOCAL_ROWS):
+            stop = min(start + LOCAL_ROWS, n)
+            piece0, piece = self._local([row_slice(f, start, stop) for f in features], [b[start:stop] for b in structure], graph, set_vectors)
+            if fused is None:
+                fused = piece.new_empty(n, piece.shape[1])
+                layer0 = fused if piece0 is piece else piece0.new_empty(n, piece0.shape[1])
+            fused[start:stop] = piece
+            if layer0 is not fused:
+                layer0[start:stop] = piece0
+        assert layer0 is not None and fused is not None
+        return layer0, fused
+
+    def _local(self, features: list[torch.Tensor], structure: list[torch.Tensor], graph: Graph,
+               set_vectors: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoders, graph projection or per-modality stacks, fusion: (layer-0 block, fused block)."""
+        c = self.config
         xs = [encoder(f) for encoder, f in zip(self.encoders, features)]
         if c.paradigm == "gum":
             xs = [stack(torch.tanh(x), graph, set_vectors)[-1] for stack, x in zip(self.modality_stacks, xs)]
         if c.paradigm == "gam":
-            xs.append(self.graph_projection(torch.cat(blocks, dim=1)))
+            xs.append(self.graph_projection(torch.cat(structure, dim=1)))
         fused = torch.tanh(self.fuse(xs))
-        layer0 = self.early(xs) if c.joint_layer0 == "early_concat" else fused
-        if c.paradigm == "login":
-            blocks += [layer0] + self.joint(fused, graph, set_vectors)[1:]
-        else:
-            blocks += [layer0, fused] if c.joint_layer0 == "early_concat" else [fused]
-        if self.direct:
-            blocks += self.direct_blocks(features, blocks)
-        return blocks
+        return (self.early(xs) if c.joint_layer0 == "early_concat" else fused), fused
 
     def reweight_direct(self, embeddings: torch.Tensor, weight: float) -> torch.Tensor:
         """L2-normalised outputs as if ``direct_weight`` were ``weight`` — exact, no forward.
@@ -132,15 +222,15 @@ class LoginMEA(nn.Module):
         scaled[:, embeddings.shape[1] - self.direct_width :] *= weight / self.config.direct_weight
         return normalize(scaled, dim=1)
 
-    def direct_blocks(self, features: list[torch.Tensor], blocks: list[torch.Tensor]) -> list[torch.Tensor]:
+    def direct_blocks(self, features: list[torch.Tensor], squared: torch.Tensor) -> list[torch.Tensor]:
         """One block per shared-space modality: its unit rows scaled to ``w`` × the model rows' norm.
 
-        Scaling by each row's norm makes the weight exact after the final L2 normalisation: an
-        output cosine is ``(cos_model + w² Σ cos_direct / D) / (1 + w²)`` for ``D`` direct
-        modalities, whatever the scale the model's blocks reach. Zero rows (no name) stay zero.
+        ``squared``: the model blocks' squared row norms, summed. Scaling by each row's norm
+        makes the weight exact after the final L2 normalisation: an output cosine is
+        ``(cos_model + w² Σ cos_direct / D) / (1 + w²)`` for ``D`` direct modalities, whatever
+        the scale the model's blocks reach. Zero rows (no name) stay zero.
         """
-        norm = torch.sqrt(sum((b.float() * b.float()).sum(1) for b in blocks)).unsqueeze(1)
-        scale = self.config.direct_weight / math.sqrt(len(self.direct)) * norm
+        scale = self.config.direct_weight / math.sqrt(len(self.direct)) * torch.sqrt(squared).unsqueeze(1)
         return [scale * unit for unit in self.direct_units(features)]
 
     @torch.no_grad()

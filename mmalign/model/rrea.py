@@ -9,6 +9,8 @@ relation sets, and ``Σ_j β_ij s_ij u_ij`` is one SpMM over (row, relation-set)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -99,10 +101,17 @@ class GraphStack(nn.Module):
         self.elu_between = layer == "gat"
 
     def forward(self, x: torch.Tensor, graph: Graph, set_vectors: torch.Tensor | None) -> list[torch.Tensor]:
-        outputs = [x]
+        return list(self.iterate(x, graph, set_vectors))
+
+    def iterate(self, x: torch.Tensor, graph: Graph, set_vectors: torch.Tensor | None) -> Iterator[torch.Tensor]:
+        """The input block, then each layer's output as soon as it is computed.
+
+        Holds only the block the next layer reads: a caller that copies each block away and
+        drops it (the whole-graph forward without gradients) never holds the whole stack.
+        """
+        yield x
         for index, layer in enumerate(self.layers):
             x = layer(x, graph, set_vectors)
             if self.elu_between and index < len(self.layers) - 1:
                 x = torch.nn.functional.elu(x)
-            outputs.append(x)
-        return outputs
+            yield x

@@ -104,7 +104,6 @@ class Trainer:
         the chunks (and skips the parts it has none of); the gradients are summed after.
         """
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
         mine = set(distributed.my_chunks(len(work)))
         total, start = 0.0, 0
         while start < len(work):
@@ -122,6 +121,9 @@ class Trainer:
                     parameter.grad = torch.zeros_like(parameter)
         total = distributed.all_reduce_gradients(self.model.parameters(), total, self.device)
         self.optimizer.step()
+        # Dropped now, not before the next step: the search and validation that may follow
+        # need the room (the entity table's gradient is N × d, 0.8 GB at 1M entities a side).
+        self.optimizer.zero_grad(set_to_none=True)
         return total
 
     def _part_loss(self, part: Part | None, chunks: list[np.ndarray], mine: set[int]) -> float:
@@ -168,18 +170,17 @@ class Trainer:
     def embeddings(self) -> torch.Tensor:
         """L2-normalised embeddings of every entity (float32, on the CPU).
 
-        The whole-graph forward sets partitioned training's peak, so its output is assembled
-        lean: each block is copied into its columns and freed before the next (one N × D
-        output and the blocks not yet copied, rather than the blocks and their concatenation:
-        4.5 GB less at 1M entities a side), and the rows are normalised in place (the same
-        arithmetic as ``normalize``).
+        The whole-graph forward sets partitioned training's peak, so its output is laid out
+        first and each block is copied into its columns as soon as the model yields it, then
+        dropped: the forward holds the output, the block the next layer reads and that layer's
+        temporaries, not every block and their concatenation (at 1M entities a side each
+        block is 0.8 GB, the output 4.8 GB). Rows are normalised in place (the same arithmetic
+        as ``normalize``).
         """
         self.model.eval()
-        blocks = self.model.forward_blocks(self.inputs.matrices, self.inputs.graph)
-        joined = blocks[0].new_empty(len(blocks[0]), sum(block.shape[1] for block in blocks))
+        joined = torch.empty(self.inputs.n_entities, self.model.width, device=self.device)
         start = 0
-        while blocks:
-            block = blocks.pop(0)
+        for block in self.model.iter_blocks(self.inputs.matrices, self.inputs.graph):
             joined[:, start : start + block.shape[1]] = block
             start += block.shape[1]
             del block

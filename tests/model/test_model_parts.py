@@ -266,3 +266,35 @@ def test_direct_units_are_computed_once_per_input_and_redone_for_new_inputs() ->
     fresh = model.direct_units(second)[0]
     expected = torch.nn.functional.normalize(second[1].to_dense() @ model.direct_projection_1, dim=1)
     assert torch.allclose(fresh, expected, atol=1e-6)
+
+
+_VARIANTS = [
+    {},
+    {"joint_layer0": "fused"},
+    {"paradigm": "gam"},
+    {"paradigm": "gum", "structure_branch": False},
+    {"fusion": "weighted_sum"},
+    {"fusion": "concat", "joint_layer0": "fused"},
+    {"graph_layer": "gat"},
+]
+
+
+@pytest.mark.parametrize("settings", _VARIANTS, ids=[",".join(f"{k}={v}" for k, v in s.items()) or "code" for s in _VARIANTS])
+def test_streamed_forward_without_gradients_equals_the_training_forward(settings: dict, monkeypatch) -> None:
+    """The whole-graph forward streams its blocks and slices the local stage by rows; same output.
+
+    ``width`` lays the output out before any block exists, so it must equal the blocks' sum.
+    """
+    import mmalign.model.loginmea as loginmea
+
+    torch.manual_seed(0)
+    graph = _tiny_graph()
+    features = [(torch.rand(6, 7) > 0.5).float().to_sparse_csr(), torch.randn(6, 5), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
+    model = LoginMEA(_config(dim=8, modal_dim=8, rank=2, direct_dim=8, **settings), [7, 5, 64], 6, 3, direct=[2])
+    whole = torch.cat(model.forward_blocks(features, graph), dim=1)  # gradients on: nothing streamed or sliced
+    assert model.width == whole.shape[1]
+    monkeypatch.setattr(loginmea, "LOCAL_ROWS", 4)  # two slices of rows, the second short
+    with torch.no_grad():
+        streamed = list(model.iter_blocks(features, graph))
+    assert [b.shape[1] for b in streamed] == [b.shape[1] for b in model.forward_blocks(features, graph)]
+    assert torch.allclose(torch.cat(streamed, dim=1), whole, atol=1e-6)
