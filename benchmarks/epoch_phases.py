@@ -94,7 +94,8 @@ def child(work: Path, seeds: Path, test: Path, settings: dict, steps: int, embed
 
     workspace = Workspace.open(work)
     config = TrainConfig.build({"names": "none", "members": 1, **settings}).resolved()
-    splits = make_splits(workspace, seeds, valid=None, valid_fraction=config.selection.valid_fraction, test=test,
+    splits = make_splits(workspace, seeds, valid=None, valid_fraction=config.selection.valid_fraction,
+                         valid_max=config.selection.valid_max, test=test,
                          seed=config.seed, skip_unknown=False, reporter=SILENT)
     cpu = torch.device("cpu")
     precision = choose_precision(config.compute.precision.value, cpu)

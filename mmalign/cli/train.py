@@ -63,6 +63,7 @@ def train_command(
     seeds_extend: Optional[bool] = typer.Option(None, "--seeds-extend/--no-seeds-extend", help="Add pairs bootstrapped from names to the --seeds file's." + default("seeds_extend")),
     valid: Optional[Path] = typer.Option(None, "--valid", help="Validation pairs (default: --valid-fraction of the seeds)."),
     valid_fraction: Optional[float] = typer.Option(None, "--valid-fraction", help="Share of the seeds held out for model selection." + default("valid_fraction")),
+    valid_max: Optional[int] = typer.Option(None, "--valid-max", help="At most this many seeds held out (validation time grows with pairs x entities)." + default("valid_max")),
     test: Optional[Path] = typer.Option(None, "--test", help="Test pairs: reported for the selected model, never used to select it."),
     workdir: Path = WORKDIR_OPTION,
     gpu: Optional[int] = typer.Option(None, "--gpu", help="Train on cuda:N (default: the CPU, all cores); under torchrun, local rank r on cuda:N+r."),
@@ -126,7 +127,7 @@ def train_command(
     if seeds is not None and str(seeds) == "auto":
         seeds = None
     flags: dict[str, Any] = {
-        "valid_fraction": valid_fraction, "epochs": epochs, "seed": seed, "members": members, "names": names,
+        "valid_fraction": valid_fraction, "valid_max": valid_max, "epochs": epochs, "seed": seed, "members": members, "names": names,
         "variant": variant, "dim": dim, "modal_dim": modal_dim, "rank": rank, "attention": attention, "direct_weight": direct_weight,
         "lr": lr, "loss": loss, "batch_size": batch_size, "max_pairs": max_pairs, "pseudo_per_seed": pseudo_per_seed,
         "partitions": partitions, "dropout": dropout, "eval_every": eval_every, "patience": patience, "precision": precision,

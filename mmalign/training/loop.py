@@ -221,6 +221,7 @@ class Trainer:
                     release_freed_memory()  # the search and the ranking do not stack on the steps' fragments
                     # Rank 0 alone searches and validates; the other ranks take its pairs and metrics.
                     embeddings = self.embeddings() if main else None
+                    release_freed_memory()  # nor on the forward's temporaries
                     if search:
                         if main:
                             part_of = None if self.partition is None else self.partition.part_of

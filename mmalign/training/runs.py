@@ -57,7 +57,8 @@ def train(workdir: Path, seeds: Path | None, config: TrainConfig, *, valid: Path
     bootstrap = None
     if seeds is None or config.bootstrap.seeds_extend:
         bootstrap = bootstrap_seeds(workspace, config.features, config.bootstrap, config.selection.csls, reporter)
-    splits = make_splits(workspace, seeds, valid=valid, valid_fraction=config.selection.valid_fraction, test=test,
+    splits = make_splits(workspace, seeds, valid=valid, valid_fraction=config.selection.valid_fraction,
+                         valid_max=config.selection.valid_max, test=test,
                          seed=config.seed, skip_unknown=skip_unknown, reporter=reporter, bootstrap=bootstrap)
     if config.pseudo.pool is PseudoPool.TEST and splits.test is None:
         raise MMAlignError("--pseudo-pool test needs --test")

@@ -63,9 +63,12 @@ class Splits:
         return dataclasses.replace(self, train=self.train[share])
 
 
-def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None, valid_fraction: float, test: Path | None,
+def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None, valid_fraction: float, valid_max: int, test: Path | None,
                 seed: int, skip_unknown: bool, reporter: Reporter, bootstrap: Bootstrap | None = None) -> Splits:
     """Read the pair files and draw the validation split from the seeds when none is given.
+
+    The drawn split is ``valid_fraction`` of the seeds, at most ``valid_max`` pairs (the rest
+    train); a ``valid`` file is used whole.
 
     Without ``seeds`` the bootstrapped pairs are the seeds; with both, the bootstrapped pairs
     whose entities no seed or validation pair holds join the training pairs. Bootstrapped
@@ -86,7 +89,7 @@ def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None,
             train_pairs = _touching_none(seed_pairs, valid_pairs)
     else:
         order = np.random.default_rng(seed).permutation(len(seed_pairs))
-        n_valid = max(1, int(round(len(seed_pairs) * valid_fraction)))
+        n_valid = max(1, min(valid_max, int(round(len(seed_pairs) * valid_fraction))))
         if n_valid >= len(seed_pairs):
             raise MMAlignError(f"too few seed pairs ({len(seed_pairs)}) to hold out a validation split", path=source)
         valid_pairs, train_pairs = seed_pairs[order[:n_valid]], seed_pairs[order[n_valid:]]

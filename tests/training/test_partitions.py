@@ -199,7 +199,7 @@ def test_ranks_run_only_their_parts_and_their_gradients_sum_to_one_process(works
     work, pair = workspace
     settings = TrainConfig.build({**SMALL, "partitions": 2, "batch_size": 1000}).resolved()
     ws = Workspace.open(work)
-    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
+    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, valid_max=5000, test=None, seed=1, skip_unknown=False, reporter=SILENT)
     cpu = torch.device("cpu")
     inputs = build_inputs(ws, settings.features, settings.seed, cpu, SILENT)
     partition = build_partition(inputs, splits.train, splits.valid, 2, settings.seed, SILENT)

@@ -48,12 +48,22 @@ def _trainer(workspace, **overrides) -> tuple[Trainer, Splits]:
     work, pair = workspace
     ws = Workspace.open(work)
     settings = config(**overrides).resolved()
-    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, test=None, seed=1, skip_unknown=False, reporter=SILENT)
+    splits = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, valid_max=5000, test=None, seed=1, skip_unknown=False, reporter=SILENT)
     cpu = torch.device("cpu")
     inputs = build_inputs(ws, settings.features, settings.seed, cpu, SILENT)
     model = LoginMEA(settings.model, [f.dim for f in inputs.features], inputs.n_entities, inputs.n_relations, inputs.direct)
     (work / "scratch").mkdir(exist_ok=True)
     return Trainer(model, inputs, splits, settings, work / "scratch", choose_precision("fp32", cpu), cpu), splits
+
+
+def test_the_drawn_validation_split_is_capped_and_the_rest_trains(workspace) -> None:
+    work, pair = workspace
+    ws = Workspace.open(work)
+    whole = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, valid_max=5000, test=None, seed=1, skip_unknown=False, reporter=SILENT)
+    capped = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, valid_max=3, test=None, seed=1, skip_unknown=False, reporter=SILENT)
+    assert len(whole.valid) > 3 and len(capped.valid) == 3
+    assert len(capped.train) + 3 == len(whole.train) + len(whole.valid)
+    assert {tuple(p) for p in capped.valid} <= {tuple(p) for p in whole.valid}  # the same draw, cut short
 
 
 def test_isomorphic_graphs_align_perfectly(workspace) -> None:
