@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameter numbers from glibc's malloc.h
 _M_MMAP_MAX = -4
+_GLIBC_MMAP_MAX = 65536  # glibc's default M_MMAP_MAX
+_keeping = False  # keep_freed_memory is in force
 
 
 def _glibc_function(name: str) -> Callable[..., int] | None:
@@ -41,7 +44,31 @@ def keep_freed_memory() -> bool:
     if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    global _keeping
+    _keeping = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return _keeping
+
+
+@contextmanager
+def returning_freed_memory() -> Iterator[None]:
+    """Within: big blocks come from ``mmap`` again, so each goes back to the system when freed.
+
+    For the phases that allocate their big buffers once rather than every step (the
+    whole-graph forward, the pseudo-pair search, validation): in the kept heap their
+    temporaries leave holes that later, larger buffers cannot reuse, and the peak grows by
+    the fragments (about 2 GB at 1M entities a side). Blocks allocated before keep coming
+    from, and going back to, the heap. Nothing changes where freed memory is not kept.
+    """
+    mallopt = _glibc_function("mallopt") if _keeping else None
+    if mallopt is None:
+        yield
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
+    try:
+        yield
+    finally:
+        mallopt(_M_MMAP_MAX, 0)
 
 
 def release_freed_memory() -> bool:

@@ -14,11 +14,16 @@ its transpose's.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import torch
 
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
 warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implicitly disabled.*")
+
+
+SLICE_ROWS = 1 << 17
+"""Rows per slice where a forward without gradients works a slice of rows at a time (tens of MB each)."""
 
 
 def _csr_layout(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int):
@@ -99,6 +104,21 @@ class SparsePattern:
         out = torch.empty_like(in_csr)
         out[self.order] = in_csr
         return out
+
+
+def row_slices(pattern: "SparsePattern", values: torch.Tensor, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(first row, CSR matrix of its slice)`` for slices of ``rows`` rows of ``pattern`` holding ``values`` (edge order).
+
+    The slices are views of one CSR matrix (only their row pointers are new), so a product
+    taken a slice at a time needs no N-row temporary.
+    """
+    matrix = pattern.matrix(values)
+    crow, col, data = matrix.crow_indices(), matrix.col_indices(), matrix.values()
+    for start in range(0, pattern.shape[0], rows):
+        stop = min(start + rows, pattern.shape[0])
+        first, last = int(crow[start]), int(crow[stop])
+        yield start, torch.sparse_csr_tensor(crow[start : stop + 1] - first, col[first:last], data[first:last],
+                                             (stop - start, pattern.shape[1]), check_invariants=False)
 
 
 def _permuted(values: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:

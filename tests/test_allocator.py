@@ -34,3 +34,27 @@ def test_release_freed_memory_hands_pages_back_on_glibc() -> None:
 def _rss_kb() -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+
+
+def test_within_returning_freed_memory_a_freed_block_leaves_at_once() -> None:
+    from mmalign.allocator import release_freed_memory, returning_freed_memory
+
+    glibc = keep_freed_memory()
+    release_freed_memory()
+    base = _rss_kb()
+    block = torch.ones(8192, 8192)  # 256 MB from the heap, kept after the free
+    del block
+    if glibc:
+        assert _rss_kb() > base + 200_000
+    release_freed_memory()
+    with returning_freed_memory():
+        base = _rss_kb()
+        block = torch.ones(8192, 8192)  # from mmap now: unmapped when freed
+        assert _rss_kb() > base + 200_000
+        del block
+        assert _rss_kb() < base + 50_000
+    block = torch.ones(8192, 8192)  # and after it, from the heap again
+    del block
+    if glibc:
+        assert _rss_kb() > base + 200_000
+    release_freed_memory()

@@ -19,10 +19,7 @@ from mmalign.model.config import ModelConfig
 from mmalign.model.encoders import ModalityEncoder, dense, multiply, row_slice
 from mmalign.model.fusion import AdaptiveWeights, ConcatFusion, EarlyConcat, LowRankFusion, weighted_sum
 from mmalign.model.rrea import GraphStack, relation_set_vectors
-from mmalign.sparse import spmm
-
-LOCAL_ROWS = 1 << 17
-"""Rows per slice of the local stage in a forward without gradients (a few hundred MB of temporaries)."""
+from mmalign.sparse import SLICE_ROWS, spmm
 
 
 class LoginMEA(nn.Module):
@@ -178,18 +175,18 @@ class LoginMEA(nn.Module):
                      set_vectors: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The layer-0 block and the fused block (the same tensor unless layer 0 is the early concatenation).
 
-        Without gradients, on a graph of more than :data:`LOCAL_ROWS` entities, the stage runs
+        Without gradients, on a graph of more than :data:`SLICE_ROWS` entities, the stage runs
         on slices of rows (encoders, weights and fusion are row-wise): the fusion's
         N × (rank · width) products would otherwise be the forward's largest temporaries
         (6.4 GB per modality at 1M entities a side). Graphs upon each modality (``gum``) are
         not row-wise and run whole.
         """
         n = graph.n_entities
-        if torch.is_grad_enabled() or self.config.paradigm == "gum" or n <= LOCAL_ROWS:
+        if torch.is_grad_enabled() or self.config.paradigm == "gum" or n <= SLICE_ROWS:
             return self._local(features, structure, graph, set_vectors)
         layer0 = fused = None
-        for start in range(0, n, LOCAL_ROWS):
-            stop = min(start + LOCAL_ROWS, n)
+        for start in range(0, n, SLICE_ROWS):
+            stop = min(start + SLICE_ROWS, n)
             piece0, piece = self._local([row_slice(f, start, stop) for f in features], [b[start:stop] for b in structure], graph, set_vectors)
             if fused is None:
                 fused = piece.new_empty(n, piece.shape[1])

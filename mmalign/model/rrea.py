@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mmalign.graph import Graph
-from mmalign.sparse import segment_softmax, sddmm, spmm
+from mmalign.sparse import SLICE_ROWS, row_slices, segment_softmax, sddmm, spmm
 
 
 def relation_set_vectors(graph: Graph, relation_table: torch.Tensor) -> torch.Tensor:
@@ -57,13 +57,18 @@ class RREALayer(nn.Module):
             scores = (set_vectors @ self.attention).squeeze(1).index_select(0, graph.edge_set)
             projection = sddmm(graph.col_set, x, set_vectors)  # u_ij · x_j
         beta = segment_softmax(scores, graph.rows, graph.n_entities)
-        mixed = spmm(graph.adjacency, beta, x)
-        # −2 folded into the edge values (E numbers) rather than applied to an N × d block.
-        reflected = spmm(graph.row_set, -2.0 * beta * projection, set_vectors)
         if torch.is_grad_enabled():
-            return torch.tanh(mixed + reflected)
-        # Evaluation (the whole-graph forward): the same values, two N × d temporaries fewer.
-        return mixed.add_(reflected).tanh_()
+            mixed = spmm(graph.adjacency, beta, x)
+            # −2 folded into the edge values (E numbers) rather than applied to an N × d block.
+            return torch.tanh(mixed + spmm(graph.row_set, -2.0 * beta * projection, set_vectors))
+        # Evaluation (the whole-graph forward): the same values a slice of rows at a time, in
+        # place, so the layer's only N × d tensor is its output.
+        reflection = -2.0 * beta * projection
+        out = torch.empty_like(x)
+        for (start, mixing), (_, reflecting) in zip(row_slices(graph.adjacency, beta, SLICE_ROWS),
+                                                        row_slices(graph.row_set, reflection, SLICE_ROWS)):
+            out[start : start + mixing.shape[0]] = (mixing @ x).add_(reflecting @ set_vectors).tanh_()
+        return out
 
 
 class GATLayer(nn.Module):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmalign.allocator import release_freed_memory
+from mmalign.allocator import release_freed_memory, returning_freed_memory
 from mmalign.hardware import PrecisionChoice
 from mmalign.model.loginmea import LoginMEA
 from mmalign.model.loss import LOSSES
@@ -203,6 +203,36 @@ class Trainer:
         return self.selector.validate(embeddings, measure, reweight)
 
     # -- the loop ----------------------------------------------------------------------
+    def _check(self, epoch: int, loss: float, started: float, evaluate: bool, search: bool) -> float | None:
+        """After ``epoch``: the whole-graph forward, the pseudo-pair search and the validation due.
+
+        Returns the validation H@1 when validated. Rank 0 alone searches and validates; the
+        other ranks take its pairs and metrics.
+        """
+        main = distributed.is_main()
+        embeddings = self.embeddings() if main else None
+        if search:
+            if main:
+                part_of = None if self.partition is None else self.partition.part_of
+                self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities,
+                                   self.splits.test, part_of)
+            self.pseudo.pairs, self.pseudo.candidates = distributed.broadcast_object((self.pseudo.pairs, self.pseudo.candidates))
+        self.epoch = epoch
+        h1 = None
+        if evaluate:
+            metrics, weight = distributed.broadcast_object(self.validate(embeddings) if main else None)
+            h1 = metrics["hits@1"]
+            extra = {} if weight is None else {"direct_weight": weight}
+            selected = self.selector.observe(epoch, metrics, weight)
+            if main:
+                append_jsonl(self.folder / METRICS, {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo.pairs),
+                                                     "seconds": round(time.perf_counter() - started, 2), **extra, **metrics})
+                if selected:
+                    atomic_save_tensors(self.folder / BEST, self.model.state_dict())
+                save_checkpoint(self)
+        distributed.sync_torch_rng()
+        return h1
+
     def fit(self) -> tuple[int, float]:
         """Train until the epoch budget or early stopping; returns (epochs run now, seconds)."""
         epochs = self.config.schedule.epochs
@@ -213,38 +243,13 @@ class Trainer:
             while self.epoch < epochs:
                 loss = self.step()
                 epoch = self.epoch + 1
-                evaluate = self.selector.due(epoch, epochs)
-                search = self.pseudo.due(epoch)
-                embeddings = None
-                main = distributed.is_main()
+                evaluate, search = self.selector.due(epoch, epochs), self.pseudo.due(epoch)
                 if evaluate or search:
-                    release_freed_memory()  # the search and the ranking do not stack on the steps' fragments
-                    # Rank 0 alone searches and validates; the other ranks take its pairs and metrics.
-                    embeddings = self.embeddings() if main else None
-                    release_freed_memory()  # nor on the forward's temporaries
-                    if search:
-                        if main:
-                            part_of = None if self.partition is None else self.partition.part_of
-                            self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities,
-                                               self.splits.test, part_of)
-                        self.pseudo.pairs, self.pseudo.candidates = distributed.broadcast_object((self.pseudo.pairs, self.pseudo.candidates))
+                    release_freed_memory()  # the check does not stack on the steps' fragments
+                    with returning_freed_memory():  # nor leave its own behind for the steps
+                        h1 = self._check(epoch, loss, started, evaluate, search)
+                    last_h1 = last_h1 if h1 is None else h1
                 self.epoch = epoch
-                if evaluate:
-                    metrics, weight = distributed.broadcast_object(self.validate(embeddings) if main else None)
-                    last_h1 = metrics["hits@1"]
-                    extra = {} if weight is None else {"direct_weight": weight}
-                    selected = self.selector.observe(epoch, metrics, weight)
-                    if main:
-                        append_jsonl(self.folder / METRICS, {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo.pairs),
-                                                             "seconds": round(time.perf_counter() - started, 2), **extra, **metrics})
-                        if selected:
-                            atomic_save_tensors(self.folder / BEST, self.model.state_dict())
-                        save_checkpoint(self)
-                if evaluate or search:
-                    distributed.sync_torch_rng()
-                if embeddings is not None:
-                    del embeddings
-                    release_freed_memory()  # nor the next steps on theirs
                 task.advance(1, loss=round(loss, 4), valid_h1=last_h1, pseudo=len(self.pseudo.pairs))
                 if evaluate and self.selector.should_stop(epoch):
                     self.reporter.info(f"early stop at epoch {epoch}: validation H@1/MRR not better for "

@@ -28,8 +28,8 @@ class SelectionConfig(Section):
 
     valid_fraction: float = 0.1  # of the seeds held out for selection when no --valid file is given
     # At most this many of them: a validation ranks each pair against every KG2 entity, so
-    # its cost grows with pairs × entities; 5,000 pairs measure H@1 within ±0.007 (one
-    # standard error) however big the graphs (1M a side: 22,500 pairs took 25 minutes).
+    # its cost grows with pairs × entities, while 5,000 pairs measure H@1 within ±0.007 (one
+    # standard error) however big the graphs (docs/benchmarks.md, partitioned training).
     valid_max: int = 5000
     eval_every: int = 10
     patience: int = 3  # evaluations without a gain of min_delta in validation H@1 before stopping

@@ -281,11 +281,12 @@ _VARIANTS = [
 
 @pytest.mark.parametrize("settings", _VARIANTS, ids=[",".join(f"{k}={v}" for k, v in s.items()) or "code" for s in _VARIANTS])
 def test_streamed_forward_without_gradients_equals_the_training_forward(settings: dict, monkeypatch) -> None:
-    """The whole-graph forward streams its blocks and slices the local stage by rows; same output.
+    """The whole-graph forward streams its blocks and runs the local stage and the graph layers by slices of rows; same output.
 
     ``width`` lays the output out before any block exists, so it must equal the blocks' sum.
     """
     import mmalign.model.loginmea as loginmea
+    import mmalign.model.rrea as rrea
 
     torch.manual_seed(0)
     graph = _tiny_graph()
@@ -293,7 +294,8 @@ def test_streamed_forward_without_gradients_equals_the_training_forward(settings
     model = LoginMEA(_config(dim=8, modal_dim=8, rank=2, direct_dim=8, **settings), [7, 5, 64], 6, 3, direct=[2])
     whole = torch.cat(model.forward_blocks(features, graph), dim=1)  # gradients on: nothing streamed or sliced
     assert model.width == whole.shape[1]
-    monkeypatch.setattr(loginmea, "LOCAL_ROWS", 4)  # two slices of rows, the second short
+    for module in (loginmea, rrea):
+        monkeypatch.setattr(module, "SLICE_ROWS", 4)  # two slices of rows, the second short
     with torch.no_grad():
         streamed = list(model.iter_blocks(features, graph))
     assert [b.shape[1] for b in streamed] == [b.shape[1] for b in model.forward_blocks(features, graph)]
