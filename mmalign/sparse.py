@@ -113,12 +113,16 @@ def row_slices(pattern: "SparsePattern", values: torch.Tensor, rows: int) -> Ite
     taken a slice at a time needs no N-row temporary.
     """
     matrix = pattern.matrix(values)
-    crow, col, data = matrix.crow_indices(), matrix.col_indices(), matrix.values()
     for start in range(0, pattern.shape[0], rows):
-        stop = min(start + rows, pattern.shape[0])
-        first, last = int(crow[start]), int(crow[stop])
-        yield start, torch.sparse_csr_tensor(crow[start : stop + 1] - first, col[first:last], data[first:last],
-                                             (stop - start, pattern.shape[1]), check_invariants=False)
+        yield start, csr_row_range(matrix, start, min(start + rows, pattern.shape[0]))
+
+
+def csr_row_range(matrix: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Rows ``start:stop`` of a sparse CSR matrix: views of its columns and values, new row pointers."""
+    crow = matrix.crow_indices()
+    first, last = int(crow[start]), int(crow[stop])
+    return torch.sparse_csr_tensor(crow[start : stop + 1] - first, matrix.col_indices()[first:last],
+                                   matrix.values()[first:last], (stop - start, matrix.shape[1]), check_invariants=False)
 
 
 def _permuted(values: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:

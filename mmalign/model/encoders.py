@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from mmalign.sparse import SparsePattern, spmm
+from mmalign.sparse import SparsePattern, csr_row_range, spmm
 
 
 class SparseInput:
@@ -73,8 +73,4 @@ def row_slice(features: "torch.Tensor | SparseInput", start: int, stop: int) -> 
         features = features.pattern.matrix(features.values)
     if features.layout != torch.sparse_csr:
         return features[start:stop]
-    crow = features.crow_indices()
-    first, last = int(crow[start]), int(crow[stop])
-    matrix = torch.sparse_csr_tensor(crow[start : stop + 1] - first, features.col_indices()[first:last],
-                                     features.values()[first:last], (stop - start, features.shape[1]))
-    return SparseInput(matrix)
+    return SparseInput(csr_row_range(features, start, stop))
