@@ -54,7 +54,7 @@ def returning_freed_memory() -> Iterator[None]:
     """Within: big blocks come from ``mmap`` again, so each goes back to the system when freed.
 
     For the phases that allocate their big buffers once rather than every step (the
-    whole-graph forward, the pseudo-pair search, validation): in the kept heap their
+    whole-graph forward, validation): in the kept heap their
     temporaries leave holes that later, larger buffers cannot reuse, and the peak grows by
     the fragments (about 2 GB at 1M entities a side). Blocks allocated before keep coming
     from, and going back to, the heap. Nothing changes where freed memory is not kept.

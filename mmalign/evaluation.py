@@ -110,18 +110,24 @@ candidates outside the Sinkhorn lists follow them in that order).
     if not bool((target_index < len(candidates)).all()) or not np.array_equal(candidates[target_index], pairs[:, 1]):
         raise ValueError("every pair's target must be among the candidates")
     queries, query_rows = np.unique(pairs[:, 0], return_inverse=True)
-    # Every row of right: rank against it as it is rather than against a copy of it.
-    pool = right if len(candidates) == len(right) else right[torch.from_numpy(candidates)]
     if ranking is not None and ranking.method is RankMethod.SINKHORN:
+        pool = right if len(candidates) == len(right) else right[torch.from_numpy(candidates)]
         return sinkhorn_ranks(
             left[torch.from_numpy(queries)], pool, torch.from_numpy(target_index),
             lists=ranking.sinkhorn_lists, temperature=ranking.sinkhorn_temperature,
             iterations=ranking.sinkhorn_iterations, csls_k=csls_k, query_rows=torch.from_numpy(query_rows), block=block,
             reporter=reporter,
         )
+    # Candidates that are most of right (validation's every non-seed entity) are ranked in
+    # place with the other rows left out: a copy of them would be most of right again.
+    if 2 * len(candidates) > len(right):
+        excluded = torch.from_numpy(np.setdiff1d(np.arange(len(right)), candidates))
+        pool, targets = right, torch.from_numpy(pairs[:, 1])
+    else:
+        excluded, pool, targets = None, right[torch.from_numpy(candidates)], torch.from_numpy(target_index)
     return rank_of_targets(
-        left[torch.from_numpy(queries)], pool, torch.from_numpy(target_index), csls_k=csls_k, block=block,
-        query_rows=torch.from_numpy(query_rows), reporter=reporter,
+        left[torch.from_numpy(queries)], pool, targets, csls_k=csls_k, block=block,
+        query_rows=torch.from_numpy(query_rows), excluded=excluded, reporter=reporter,
     )
 
 

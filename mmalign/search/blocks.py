@@ -63,24 +63,43 @@ def csls_radii(top_values: Tensor, csls_k: int) -> Tensor:
     return top_values[:, :csls_k].mean(1)
 
 
-def neighbourhood_radii(rows: Tensor, others: Tensor, csls_k: int, block: int, reporter: Reporter) -> Tensor:
-    """CSLS's r term of every row of ``rows`` towards ``others``, as a (1, R) row: one full pass."""
+def neighbourhood_radii(rows: Tensor, others: Tensor, csls_k: int, block: int, reporter: Reporter, *,
+                        only: Tensor | None = None) -> Tensor:
+    """CSLS's r term of every row of ``rows`` towards ``others``, as a (1, R) row: one full pass.
+
+    ``only`` (sorted row indices): measure these rows alone, each block gathered from ``rows``
+    in place, and leave the others' radii 0; for a candidate set that is most of a matrix
+    but not all of it, without copying it.
+    """
     k = min(csls_k, len(others))
-    out = torch.empty(len(rows))
     step = block_rows(len(others), block)
     buffer = torch.empty(step, len(others))
-    with reporter.progress("CSLS neighbourhoods", total=len(rows)) as task:
-        for start, scores in block_products(rows, others.T, step, out=buffer):
-            out[start : start + len(scores)] = csls_radii(scores.topk(k, dim=1).values, k)
-            task.advance(len(scores))
+    if only is None:
+        out = torch.empty(len(rows))
+        with reporter.progress("CSLS neighbourhoods", total=len(rows)) as task:
+            for start, scores in block_products(rows, others.T, step, out=buffer):
+                out[start : start + len(scores)] = csls_radii(scores.topk(k, dim=1).values, k)
+                task.advance(len(scores))
+        return out[None, :]
+    out = torch.zeros(len(rows))
+    with reporter.progress("CSLS neighbourhoods", total=len(only)) as task:
+        for start in range(0, len(only), step):
+            picked = only[start : start + step]
+            scores = torch.mm(rows.index_select(0, picked), others.T, out=buffer[: len(picked)])
+            out[picked] = csls_radii(scores.topk(k, dim=1).values, k)
+            task.advance(len(picked))
     return out[None, :]
 
 
 def score_blocks(
-    queries: Tensor, candidates: Tensor, step: int, r_c: Tensor | None, csls_k: int
+    queries: Tensor, candidates: Tensor, step: int, r_c: Tensor | None, csls_k: int, *,
+    excluded: Tensor | None = None,
 ) -> Iterator[tuple[int, Tensor, Tensor | None]]:
     """``(start, keys, r_q)`` for each block of ``step`` queries: the block's ranking keys
     against all candidates (in one reused buffer) and its r_Q (None without CSLS).
+
+    ``excluded`` (candidate rows): rows that are not candidates; their keys are −inf, so they
+    rank below every candidate and never enter r_Q.
 
     Without CSLS the key is the cosine. With CSLS (``r_c`` from :func:`neighbourhood_radii`)
     it is 2 cos − r_C: r_Q(i) is the same for all of query i's candidates, so it cannot change
@@ -91,6 +110,8 @@ def score_blocks(
     buffer = torch.empty(step, len(candidates))
     scale = 1.0 if r_c is None else 2.0
     for start, products in block_products(queries, candidates.T, step, scale=scale, out=buffer):
+        if excluded is not None:
+            products.index_fill_(1, excluded, float("-inf"))
         if r_c is None:
             yield start, products, None
         else:

@@ -22,6 +22,7 @@ def rank_of_targets(
     block: int = 4096,
     query_rows: Tensor | None = None,
     candidate_radii: Tensor | None = None,
+    excluded: Tensor | None = None,
     reporter: Reporter = SILENT,
 ) -> Tensor:
     """1-based rank of each target among all candidates: 1 + #candidates scoring strictly
@@ -37,6 +38,11 @@ def rank_of_targets(
 
     ``candidate_radii`` (C,): CSLS's r_C when the caller has it already, so that ``queries``
     may be a subset of the queries the radii were measured against.
+
+    ``excluded`` (rows of ``candidates``, none of them a target): rows that are not
+    candidates, neither ranked nor in CSLS's neighbourhoods. For a candidate set that is most
+    of a matrix: ranking against the matrix in place with a few rows left out costs no copy of
+    the rest (1.9 GB for validation at a million entities a side).
     """
     queries, candidates = checked(queries, candidates)
     targets = targets.to(torch.int64)
@@ -53,15 +59,23 @@ def rank_of_targets(
     n_c = len(candidates)
     if targets.min() < 0 or targets.max() >= n_c or query_rows.min() < 0 or query_rows.max() >= len(queries):
         raise ValueError("target or query row index out of range")
+    kept = None
+    if excluded is not None:
+        excluded = excluded.to(torch.int64)
+        if len(excluded) and (excluded.min() < 0 or excluded.max() >= n_c):
+            raise ValueError("excluded row index out of range")
+        if bool(torch.isin(targets, excluded).any()):
+            raise ValueError("a target is among the excluded rows")
+        kept = torch.ones(n_c, dtype=torch.bool).index_fill_(0, excluded, False).nonzero().flatten()
     r_c = None
     if csls_k:
         r_c = candidate_radii[None, :] if candidate_radii is not None else neighbourhood_radii(
-            candidates, queries, csls_k, block, reporter)
+            candidates, queries, csls_k, block, reporter, only=kept)
     order = torch.argsort(query_rows, stable=True)
     sorted_rows = query_rows[order]
     rows = block_rows(n_c, block)
     with reporter.progress("ranking targets", total=len(queries)) as task:
-        for start, scores, _ in score_blocks(queries, candidates, rows, r_c, csls_k):
+        for start, scores, _ in score_blocks(queries, candidates, rows, r_c, csls_k, excluded=excluded):
             stop = start + len(scores)
             lo = int(torch.searchsorted(sorted_rows, start))
             hi = int(torch.searchsorted(sorted_rows, stop))

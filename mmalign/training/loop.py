@@ -207,10 +207,14 @@ class Trainer:
         """After ``epoch``: the whole-graph forward, the pseudo-pair search and the validation due.
 
         Returns the validation H@1 when validated. Rank 0 alone searches and validates; the
-        other ranks take its pairs and metrics.
+        other ranks take its pairs and metrics. The forward and validation allocate their big
+        buffers once, and take them from mmap so they leave no heap fragments; the search
+        allocates a buffer per block, which the heap serves warm (from mmap every block
+        page-faults anew).
         """
         main = distributed.is_main()
-        embeddings = self.embeddings() if main else None
+        with returning_freed_memory():
+            embeddings = self.embeddings() if main else None
         if search:
             if main:
                 part_of = None if self.partition is None else self.partition.part_of
@@ -220,7 +224,8 @@ class Trainer:
         self.epoch = epoch
         h1 = None
         if evaluate:
-            metrics, weight = distributed.broadcast_object(self.validate(embeddings) if main else None)
+            with returning_freed_memory():
+                metrics, weight = distributed.broadcast_object(self.validate(embeddings) if main else None)
             h1 = metrics["hits@1"]
             extra = {} if weight is None else {"direct_weight": weight}
             selected = self.selector.observe(epoch, metrics, weight)
@@ -246,8 +251,8 @@ class Trainer:
                 evaluate, search = self.selector.due(epoch, epochs), self.pseudo.due(epoch)
                 if evaluate or search:
                     release_freed_memory()  # the check does not stack on the steps' fragments
-                    with returning_freed_memory():  # nor leave its own behind for the steps
-                        h1 = self._check(epoch, loss, started, evaluate, search)
+                    h1 = self._check(epoch, loss, started, evaluate, search)
+                    release_freed_memory()  # nor the steps on the search's
                     last_h1 = last_h1 if h1 is None else h1
                 self.epoch = epoch
                 task.advance(1, loss=round(loss, 4), valid_h1=last_h1, pseudo=len(self.pseudo.pairs))

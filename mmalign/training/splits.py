@@ -162,9 +162,13 @@ def given_seeds(run_dir: Path, workspace: Workspace) -> np.ndarray:
 
 
 def validation_metrics(embeddings: torch.Tensor, splits: Splits, n1: int, csls_k: int) -> Metrics:
-    """The validation pairs ranked against every KG2 entity outside the training seeds (global ids)."""
-    candidates = non_seed_targets(np.arange(n1, len(embeddings)), splits.train)
-    return evaluate_pairs(embeddings, embeddings, splits.valid, candidates, csls_k=csls_k)
+    """The validation pairs ranked against every KG2 entity outside the training seeds (global ids).
+
+    Ranked against the KG2 rows as a view, so that the candidates are most of them and
+    :func:`~mmalign.evaluation.rank_pairs` leaves the seeds out in place instead of copying the rest.
+    """
+    candidates = non_seed_targets(np.arange(n1, len(embeddings)), splits.train) - n1
+    return evaluate_pairs(embeddings, embeddings[n1:], splits.valid - np.array([0, n1]), candidates, csls_k=csls_k)
 
 
 def test_pair_metrics(embeddings: torch.Tensor, pairs: np.ndarray, csls_k: int, ranking: RankingConfig) -> Metrics:

@@ -47,3 +47,18 @@ def test_rank_counts_only_strictly_higher() -> None:
     candidates = dyadic(1, seed=13).repeat(6, 1)
     ranks = rank_of_targets(dyadic(3, seed=14), candidates, torch.tensor([5, 0, 3]), csls_k=2)
     assert ranks.tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize("csls_k", [0, 3])
+def test_excluded_rows_rank_as_if_the_candidates_were_copied_without_them(csls_k: int) -> None:
+    queries, candidates = unit(40, 16, seed=16), unit(90, 16, seed=17)
+    excluded = torch.tensor([2, 5, 6, 30, 31, 32, 89])
+    kept = torch.tensor([row for row in range(90) if row not in set(excluded.tolist())])
+    targets = kept[torch.randint(0, len(kept), (40,), generator=torch.Generator().manual_seed(18))]
+    in_place = rank_of_targets(queries, candidates, targets, csls_k=csls_k, block=8, excluded=excluded)
+    copied = rank_of_targets(queries, candidates[kept], torch.searchsorted(kept, targets), csls_k=csls_k, block=8)
+    assert torch.equal(in_place, copied)
+    # Leaving rows out changes the ranks (they were counted before), so the test can fail.
+    assert not torch.equal(in_place, rank_of_targets(queries, candidates, targets, csls_k=csls_k, block=8))
+    with pytest.raises(ValueError, match="excluded"):
+        rank_of_targets(queries, candidates, excluded[:1].expand(40), csls_k=csls_k, excluded=excluded)
