@@ -221,6 +221,7 @@ class Trainer:
                 self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities,
                                    self.splits.test, part_of)
             self.pseudo.pairs, self.pseudo.candidates = distributed.broadcast_object((self.pseudo.pairs, self.pseudo.candidates))
+            release_freed_memory()  # validation does not stack on the search's fragments
         self.epoch = epoch
         h1 = None
         if evaluate:
