@@ -67,27 +67,22 @@ def neighbourhood_radii(rows: Tensor, others: Tensor, csls_k: int, block: int, r
                         only: Tensor | None = None) -> Tensor:
     """CSLS's r term of every row of ``rows`` towards ``others``, as a (1, R) row: one full pass.
 
-    ``only`` (sorted row indices): measure these rows alone, each block gathered from ``rows``
-    in place, and leave the others' radii 0; for a candidate set that is most of a matrix
-    but not all of it, without copying it.
+    ``only`` (row indices): measure these rows alone, each block gathered from ``rows`` in
+    place, and leave the others' radii 0; for a candidate set that is most of a matrix but not
+    all of it, without copying it.
     """
     k = min(csls_k, len(others))
     step = block_rows(len(others), block)
     buffer = torch.empty(step, len(others))
-    if only is None:
-        out = torch.empty(len(rows))
-        with reporter.progress("CSLS neighbourhoods", total=len(rows)) as task:
-            for start, scores in block_products(rows, others.T, step, out=buffer):
-                out[start : start + len(scores)] = csls_radii(scores.topk(k, dim=1).values, k)
-                task.advance(len(scores))
-        return out[None, :]
+    total = len(rows) if only is None else len(only)
     out = torch.zeros(len(rows))
-    with reporter.progress("CSLS neighbourhoods", total=len(only)) as task:
-        for start in range(0, len(only), step):
-            picked = only[start : start + step]
-            scores = torch.mm(rows.index_select(0, picked), others.T, out=buffer[: len(picked)])
+    with reporter.progress("CSLS neighbourhoods", total=total) as task:
+        for start in range(0, total, step):
+            picked = slice(start, min(start + step, total)) if only is None else only[start : start + step]
+            chosen = rows[picked] if only is None else rows.index_select(0, picked)
+            scores = torch.mm(chosen, others.T, out=buffer[: len(chosen)])
             out[picked] = csls_radii(scores.topk(k, dim=1).values, k)
-            task.advance(len(picked))
+            task.advance(len(chosen))
     return out[None, :]
 
 
