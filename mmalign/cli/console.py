@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import (
@@ -19,6 +19,9 @@ from rich.progress import (
 from mmalign.report import Reporter
 
 stderr = Console(stderr=True)
+
+LOG_EVERY = 60.0
+"""Seconds between the progress lines written when stderr is not a terminal."""
 
 
 class _RichTask:
@@ -43,21 +46,85 @@ def _fmt(fields: dict[str, object]) -> str:
     return "  ".join(parts)
 
 
-class RichReporter(Reporter):
-    """Reporter drawing log lines and progress bars on stderr (quiet=True keeps warnings only)."""
+class _LogTask:
+    """Progress as plain lines, for stderr sent to a file (``nohup``, a batch job's log).
 
-    def __init__(self, quiet: bool = False) -> None:
+    A bar redrawn in place shows only its last state in a file, written when the work ends: a
+    1M × 1M search would say nothing for an hour. So a line at most every :data:`LOG_EVERY`
+    seconds gives what is done, the elapsed time and the time left at the rate so far.
+    """
+
+    def __init__(self, console: Console, description: str, total: float | None,
+                 clock: Callable[[], float]) -> None:
+        self._console, self._description, self._total, self._clock = console, description, total, clock
+        self._start = self._last = clock()
+        self._done = 0.0
+        self._info = ""
+
+    def advance(self, amount: float = 1.0, **fields: object) -> None:
+        self._done += amount
+        self.update(**fields)
+
+    def update(self, **fields: object) -> None:
+        if fields:
+            self._info = _fmt(fields)
+        now = self._clock()
+        if now - self._last >= LOG_EVERY:
+            self._last = now
+            self._console.print(self.line(now), highlight=False)
+
+    def line(self, now: float, finished: bool = False) -> str:
+        """``description: done / total (share), elapsed, time left`` and the fields last given;
+        once ``finished``, the count and the time it took."""
+        elapsed = now - self._start
+        count = (f"{self._done:,.0f} / {self._total:,.0f} ({self._done / self._total:.0%})" if self._total
+                 else f"{self._done:,.0f}" if self._done else "")
+        if finished:
+            timing = [f"done in {_clock_time(elapsed)}"]
+        else:
+            timing = [f"{_clock_time(elapsed)} elapsed"]
+            if self._total and 0 < self._done < self._total:
+                timing.append(f"about {_clock_time(elapsed * (self._total - self._done) / self._done)} left")
+        return f"{self._description}: " + ", ".join(part for part in (count, *timing, self._info) if part)
+
+
+def _clock_time(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class RichReporter(Reporter):
+    """Reporter drawing log lines and progress bars on stderr (quiet=True keeps warnings only).
+
+    On a terminal progress is a rich bar; otherwise plain lines (:class:`_LogTask`).
+    """
+
+    def __init__(self, quiet: bool = False, console: Console = stderr,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.quiet = quiet
+        self._console = console
+        self._clock = clock
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            stderr.print(message, highlight=False)
+            self._console.print(message, highlight=False)
 
     def warn(self, message: str) -> None:
-        stderr.print(f"[yellow]warning:[/] {message}", highlight=False)
+        self._console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
     @contextmanager
-    def progress(self, description: str, total: float | None = None) -> Iterator[_RichTask]:
+    def progress(self, description: str, total: float | None = None) -> Iterator[_RichTask | _LogTask]:
+        if self._console.is_terminal or self.quiet:
+            with self._bar(description, total) as task:
+                yield task
+            return
+        task = _LogTask(self._console, description, total, self._clock)
+        yield task
+        self._console.print(task.line(self._clock(), finished=True), highlight=False)
+
+    @contextmanager
+    def _bar(self, description: str, total: float | None) -> Iterator[_RichTask]:
         columns = [
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -68,8 +135,8 @@ class RichReporter(Reporter):
             TextColumn("{task.fields[info]}"),
         ]
         start = time.perf_counter()
-        with Progress(*columns, console=stderr, transient=False, disable=self.quiet) as progress:
+        with Progress(*columns, console=self._console, transient=False, disable=self.quiet) as progress:
             task_id = progress.add_task(description, total=total, info="")
             yield _RichTask(progress, task_id)
         if not self.quiet and total is None:
-            stderr.print(f"{description}: {time.perf_counter() - start:.1f} s", highlight=False)
+            self._console.print(f"{description}: {time.perf_counter() - start:.1f} s", highlight=False)

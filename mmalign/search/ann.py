@@ -36,6 +36,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from mmalign.allocator import release_freed_memory
 from mmalign.report import SILENT, Reporter
 from mmalign.search.blocks import block_products, block_rows
 from mmalign.search.directions import leading_directions, rescore, width_for
@@ -138,6 +139,10 @@ def ann_topk(queries: Tensor, candidates: Tensor, k: int, reporter: Reporter, *,
         )
         return None
     values, indices = search_index(index, queries, candidates, k, measured.probes, block, reporter)
+    del index
+    # The probing's thousands of per-step buffers leave the kept heap fragmented (at 1M a side,
+    # gigabytes): what follows (the other direction, Sinkhorn's entries) starts from the live set.
+    release_freed_memory()
     reporter.info(
         f"approximate search of {len(candidates):,} candidates ({measured.probes} of {measured.clusters} clusters "
         f"probed, width {measured.width} of {measured.dim}, {measured.work:.1%} of exact search's products): "
