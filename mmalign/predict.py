@@ -131,7 +131,7 @@ def predict(
     score = "Sinkhorn" if sinkhorn else f"CSLS k={csls_k}" if csls_k else "cosine"
     reporter.info(f"ranking {len(candidates):,} candidates for {len(queries):,} queries ({score}, top {top_k})")
     query_rows, candidate_rows = query_emb[torch.from_numpy(queries)], cand_emb[torch.from_numpy(candidates)]
-    # The gathered rows are all the search reads; the whole tables go (4.8 GB at 1M a side).
+    # The gathered rows are all the search reads: the whole tables go before it, not after.
     del left, right, query_emb, cand_emb
     if sinkhorn:
         scores, indices = search.sinkhorn_topk(

@@ -140,8 +140,9 @@ def ann_topk(queries: Tensor, candidates: Tensor, k: int, reporter: Reporter, *,
         return None
     values, indices = search_index(index, queries, candidates, k, measured.probes, block, reporter)
     del index
-    # The probing's thousands of per-step buffers leave the kept heap fragmented (at 1M a side,
-    # gigabytes): what follows (the other direction, Sinkhorn's entries) starts from the live set.
+    # The probing's thousands of per-step buffers leave the kept heap fragmented: trimmed, what
+    # follows (the other direction, Sinkhorn's entries) starts from the live set
+    # (docs/benchmarks.md, "Partitioned training").
     release_freed_memory()
     reporter.info(
         f"approximate search of {len(candidates):,} candidates ({measured.probes} of {measured.clusters} clusters "
