@@ -134,9 +134,9 @@ class RichReporter(Reporter):
             TimeRemainingColumn(),
             TextColumn("{task.fields[info]}"),
         ]
-        start = time.perf_counter()
+        start = self._clock()
         with Progress(*columns, console=self._console, transient=False, disable=self.quiet) as progress:
             task_id = progress.add_task(description, total=total, info="")
             yield _RichTask(progress, task_id)
         if not self.quiet and total is None:
-            self._console.print(f"{description}: {time.perf_counter() - start:.1f} s", highlight=False)
+            self._console.print(f"{description}: {self._clock() - start:.1f} s", highlight=False)

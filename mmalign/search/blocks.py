@@ -79,7 +79,7 @@ def neighbourhood_radii(rows: Tensor, others: Tensor, csls_k: int, block: int, r
     with reporter.progress("CSLS neighbourhoods", total=total) as task:
         for start in range(0, total, step):
             picked = slice(start, min(start + step, total)) if only is None else only[start : start + step]
-            chosen = rows[picked] if only is None else rows.index_select(0, picked)
+            chosen = rows[picked]  # a view of a row range, or the picked rows gathered
             scores = torch.mm(chosen, others.T, out=buffer[: len(chosen)])
             out[picked] = csls_radii(scores.topk(k, dim=1).values, k)
             task.advance(len(chosen))
