@@ -171,11 +171,14 @@ def _as_it_trained(saved: Mapping[str, Any]) -> dict[str, Any]:
     ``from_dict`` fills a missing setting with today's default; these changed what a run
     does, so a run saved before them (nested or flat) resumes without them: members trained
     on every bootstrapped pair, the pseudo-pair search went approximate from ``ann_from``,
-    and test pairs were ranked by CSLS (so ``mmalign evaluate`` repeats the run's numbers).
+    test pairs were ranked by CSLS (so ``mmalign evaluate`` repeats the run's numbers), and
+    runs with bootstrapped validation pairs trained ``min_epochs``.
     """
     data = {key: dict(value) if isinstance(value, Mapping) else value for key, value in saved.items()}
     data.setdefault("bootstrap", {}).setdefault("cross_fit", False)
     data.setdefault("ranking", {}).setdefault("method", "csls")
+    selection = data.setdefault("selection", {})
+    selection.setdefault("bootstrapped_epochs", selection.get("min_epochs", SelectionConfig.bootstrapped_epochs))
     compute = data.setdefault("compute", {})
     compute.setdefault("pseudo_ann_from", compute.get("ann_from", ComputeConfig.ann_from))
     return data

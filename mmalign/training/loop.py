@@ -257,8 +257,8 @@ class Trainer:
                     last_h1 = last_h1 if h1 is None else h1
                 self.epoch = epoch
                 task.advance(1, loss=round(loss, 4), valid_h1=last_h1, pseudo=len(self.pseudo.pairs))
-                if evaluate and self.selector.should_stop(epoch):
-                    self.reporter.info(f"early stop at epoch {epoch}: validation H@1/MRR not better for "
-                                       f"{self.config.selection.patience} evaluations")
+                reason = self.selector.stop_reason(epoch) if evaluate else None
+                if reason:
+                    self.reporter.info(f"early stop at epoch {epoch}: {reason}")
                     break
         return self.epoch - start_epoch, time.perf_counter() - started

@@ -169,6 +169,26 @@ def test_selection_on_bootstrapped_validation_keeps_the_trained_weight_and_the_l
     assert reweighted == []  # the trained direct weight: no weight is tried on name-picked pairs
 
 
+def test_stop_rules_patience_after_min_epochs_and_a_fixed_length_for_bootstrapped_validation() -> None:
+    from mmalign.training.selection import SelectionConfig, Selector
+
+    config = SelectionConfig(patience=2, min_delta=0.01, min_epochs=40, bootstrapped_epochs=60)
+    plain, names = Selector(config), Selector(config, names_validation=True)
+    stops: dict[str, tuple[int, str]] = {}
+    for epoch, h1 in ((10, 0.50), (20, 0.70), (30, 0.705), (40, 0.709), (50, 0.72), (60, 0.71)):
+        for key, selector in (("plain", plain), ("names", names)):
+            selector.observe(epoch, {"hits@1": h1, "mrr": h1}, None)
+            reason = selector.stop_reason(epoch)
+            if reason and key not in stops:
+                stops[key] = (epoch, reason)
+    # Gains under min_delta at 30 and 40 exhaust patience 2, and 40 is min_epochs.
+    assert stops["plain"][0] == 40 and "less than 0.01 for 2 evaluations" in stops["plain"][1]
+    # Bootstrapped validation never stops a run early, however flat: it trains its fixed length.
+    assert stops["names"][0] == 60 and "bootstrapped" in stops["names"][1]
+    with pytest.raises(MMAlignError, match="bootstrapped-epochs"):
+        SelectionConfig(bootstrapped_epochs=0).check()
+
+
 def test_cross_fit_gives_each_member_its_own_share_of_bootstrapped_seeds() -> None:
     from mmalign.training.ensemble import member_splits
     from mmalign.training.splits import Splits
