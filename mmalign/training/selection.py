@@ -136,7 +136,8 @@ class Selector:
         if self.names_validation:
             return f"{c.bootstrapped_epochs} epochs, the length of a run with bootstrapped validation pairs" if epoch >= c.bootstrapped_epochs else None
         if self.bad_evals >= c.patience and epoch >= c.min_epochs:
-            return f"validation H@1 gained less than {c.min_delta} for {c.patience} evaluations"
+            gain = "was not better (H@1, then MRR)" if c.min_delta == 0 else f"gained less than {c.min_delta}"
+            return f"validation H@1 {gain} for {c.patience} evaluations"
         return None
 
     def state(self) -> dict[str, Any]:
