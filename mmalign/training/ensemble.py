@@ -132,7 +132,8 @@ def train_members(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: 
         own = member_splits(splits, config, k)
         if len(own.train) < len(splits.train):
             reporter.info(f"{label} trains on its share of the bootstrapped seed pairs: {len(own.train):,} of {len(splits.train):,} (cross_fit)")
-        trainer = Trainer(model, inputs, own, member, folder, precision, device, reporter, partition)
+        hand_over = config.warm_start and config.pseudo.iterative and k + 1 < config.members
+        trainer = Trainer(model, inputs, own, member, folder, precision, device, reporter, partition, hand_over)
         if distributed.broadcast_object(resuming and main and has_checkpoint(folder)):
             load_checkpoint(trainer)  # every rank reads it: the run folder must be where every rank sees it
             reporter.info(f"resuming {label} at epoch {trainer.epoch}")

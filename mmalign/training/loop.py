@@ -46,10 +46,12 @@ class Trainer:
 
     def __init__(self, model: LoginMEA, inputs: Inputs, splits: Splits, config: TrainConfig, folder: Path,
                  precision: PrecisionChoice, device: torch.device, reporter: Reporter = SILENT,
-                 partition: Partition | None = None) -> None:
-        """``partition``: the parts the steps run on (``schedule.partitions`` > 1), else the whole graph."""
+                 partition: Partition | None = None, hand_over: bool = False) -> None:
+        """``partition``: the parts the steps run on (``schedule.partitions`` > 1), else the whole graph;
+        ``hand_over``: the next member starts with this one's final pseudo pairs (``warm_start``),
+        so the epoch training stops at still searches."""
         self.model, self.inputs, self.splits, self.config, self.folder = model, inputs, splits, config, folder
-        self.partition = partition
+        self.partition, self.hand_over = partition, hand_over
         self.precision, self.device, self.reporter = precision, device, reporter
         schedule = config.schedule
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
@@ -203,10 +205,14 @@ class Trainer:
         return self.selector.validate(embeddings, measure, reweight)
 
     # -- the loop ----------------------------------------------------------------------
-    def _check(self, epoch: int, loss: float, started: float, evaluate: bool, search: bool) -> float | None:
-        """After ``epoch``: the whole-graph forward, the pseudo-pair search and the validation due.
+    def _check(self, epoch: int, loss: float, started: float, evaluate: bool, search: bool) -> tuple[float | None, str | None]:
+        """After ``epoch``: the whole-graph forward, the validation and the pseudo-pair search due.
 
-        Returns the validation H@1 when validated. Rank 0 alone searches and validates; the
+        Returns the validation H@1 when validated and why training stops now, if it does.
+        Validation runs before the search so that the epoch the stopping rule ends training at
+        skips the search: nothing trains on its pairs, unless ``hand_over`` passes them to the
+        next member. (The budget's last epoch still searches: its checkpoint stays the one a
+        longer budget would have written there.) Rank 0 alone searches and validates; the
         other ranks take its pairs and metrics. The forward and validation allocate their big
         buffers once, and take them from mmap so they leave no heap fragments; the search
         allocates a buffer per block, which the heap serves warm (from mmap every block
@@ -215,49 +221,54 @@ class Trainer:
         main = distributed.is_main()
         with returning_freed_memory():
             embeddings = self.embeddings() if main else None
-        if search:
-            if main:
-                part_of = None if self.partition is None else self.partition.part_of
-                self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities,
-                                   self.splits.test, part_of)
-            self.pseudo.pairs, self.pseudo.candidates = distributed.broadcast_object((self.pseudo.pairs, self.pseudo.candidates))
-            release_freed_memory()  # validation does not stack on the search's fragments
-        self.epoch = epoch
-        h1 = None
+        h1, reason, extra = None, None, {}
         if evaluate:
             with returning_freed_memory():
                 metrics, weight = distributed.broadcast_object(self.validate(embeddings) if main else None)
             h1 = metrics["hits@1"]
             extra = {} if weight is None else {"direct_weight": weight}
-            selected = self.selector.observe(epoch, metrics, weight)
+            if self.selector.observe(epoch, metrics, weight) and main:
+                atomic_save_tensors(self.folder / BEST, self.model.state_dict())
+            reason = self.selector.stop_reason(epoch)
+        if search and (self.hand_over or not reason):
             if main:
-                append_jsonl(self.folder / METRICS, {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo.pairs),
-                                                     "seconds": round(time.perf_counter() - started, 2), **extra, **metrics})
-                if selected:
-                    atomic_save_tensors(self.folder / BEST, self.model.state_dict())
-                save_checkpoint(self)
+                part_of = None if self.partition is None else self.partition.part_of
+                self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities,
+                                   self.splits.test, part_of)
+            self.pseudo.pairs, self.pseudo.candidates = distributed.broadcast_object((self.pseudo.pairs, self.pseudo.candidates))
+        self.epoch = epoch
+        if evaluate and main:
+            append_jsonl(self.folder / METRICS, {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo.pairs),
+                                                 "seconds": round(time.perf_counter() - started, 2), **extra, **metrics})
+            save_checkpoint(self)
         distributed.sync_torch_rng()
-        return h1
+        return h1, reason
 
     def fit(self) -> tuple[int, float]:
-        """Train until the epoch budget or early stopping; returns (epochs run now, seconds)."""
+        """Train until the epoch budget or early stopping; returns (epochs run now, seconds).
+
+        A member resumed from the checkpoint of the epoch it stopped at (interrupted before its
+        summary was written) trains no further.
+        """
         epochs = self.config.schedule.epochs
         start_epoch, started = self.epoch, time.perf_counter()
         last_h1 = float("nan")
+        if self.epoch and self.selector.stop_reason(self.epoch):
+            return 0, 0.0
         with self.reporter.progress("training", total=epochs) as task:
             task.advance(self.epoch)
             while self.epoch < epochs:
                 loss = self.step()
                 epoch = self.epoch + 1
                 evaluate, search = self.selector.due(epoch, epochs), self.pseudo.due(epoch)
+                reason = None
                 if evaluate or search:
                     release_freed_memory()  # the check does not stack on the steps' fragments
-                    h1 = self._check(epoch, loss, started, evaluate, search)
+                    h1, reason = self._check(epoch, loss, started, evaluate, search)
                     release_freed_memory()  # nor the steps on the search's
                     last_h1 = last_h1 if h1 is None else h1
                 self.epoch = epoch
                 task.advance(1, loss=round(loss, 4), valid_h1=last_h1, pseudo=len(self.pseudo.pairs))
-                reason = self.selector.stop_reason(epoch) if evaluate else None
                 if reason:
                     self.reporter.info(f"early stop at epoch {epoch}: {reason}")
                     break

@@ -186,19 +186,44 @@ def test_members_are_whole_runs_whose_concatenation_or_last_ranks_validation_bes
 
 @pytest.mark.parametrize("warm", [True, False])
 def test_a_later_member_starts_with_the_pseudo_pairs_the_last_one_ended_with(workspace, monkeypatch: pytest.MonkeyPatch, warm: bool) -> None:
+    """Member 0 stops by the rule at epoch 40, a window's end: it skips that search unless it hands its pairs over."""
     work, pair = workspace
     started: dict[int, int] = {}
+    searched: dict[int, list[int]] = {}
     fit = Trainer.fit
 
     def recording(self: Trainer) -> tuple[int, float]:
         started[self.config.seed] = len(self.pseudo.pairs)
+        searched[self.config.seed] = []
+        update_of_this = self.pseudo.update
+
+        def counted(embeddings, epoch, *args, **kwargs):
+            searched[self.config.seed].append(epoch)
+            return update_of_this(embeddings, epoch, *args, **kwargs)
+
+        self.pseudo.update = counted  # type: ignore[method-assign]
         return fit(self)
 
     monkeypatch.setattr(Trainer, "fit", recording)
-    result = train(work, pair.seeds, config(epochs=30, min_epochs=0, members=2, warm_start=warm))
+    # The first validation gains, none after can gain 1.0: patience 1 ends both members at epoch 40.
+    result = train(work, pair.seeds, config(epochs=60, min_epochs=40, patience=1, min_delta=1.0, members=2, warm_start=warm))
+    assert [m.epochs_run for m in result.members] == [40, 40]
+    assert searched[2023] == ([25, 30, 35, 40] if warm else [25, 30, 35])
+    assert searched[2024] == [25, 30, 35]  # the last member hands nothing over
     ended = load_file(str(result.run_dir / "members" / "0" / "checkpoint.safetensors"))["pseudo"].reshape(-1, 2)
     assert len(ended) > 0 and started[2023] == 0
     assert started[2024] == (len(ended) if warm else 0)
+
+
+def test_a_member_resumed_at_the_epoch_it_stopped_at_trains_no_further(workspace) -> None:
+    work, pair = workspace
+    options = config(epochs=60, min_epochs=40, patience=1, min_delta=1.0)
+    full = train(work, pair.seeds, options)
+    (full.run_dir / "members" / "0" / "summary.json").unlink()  # as if interrupted before its summary
+    resumed = resume(work, full.run_dir)
+    assert resumed.members[0].epochs_run == 40
+    lines = (full.run_dir / "members" / "0" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines if json.loads(line)["split"] == "valid"] == [10, 20, 30, 40]
 
 
 def test_an_interrupted_ensemble_resumes_its_unfinished_member(workspace, monkeypatch: pytest.MonkeyPatch) -> None:
