@@ -253,7 +253,9 @@ class Trainer:
         epochs = self.config.schedule.epochs
         start_epoch, started = self.epoch, time.perf_counter()
         last_h1 = float("nan")
-        if self.epoch and self.selector.stop_reason(self.epoch):
+        stopped = self.selector.stop_reason(self.epoch) if self.epoch else None
+        if stopped:
+            self.reporter.info(f"it had stopped at epoch {self.epoch}: {stopped}")
             return 0, 0.0
         with self.reporter.progress("training", total=epochs) as task:
             task.advance(self.epoch)

@@ -220,8 +220,10 @@ def test_a_member_resumed_at_the_epoch_it_stopped_at_trains_no_further(workspace
     options = config(epochs=60, min_epochs=40, patience=1, min_delta=1.0)
     full = train(work, pair.seeds, options)
     (full.run_dir / "members" / "0" / "summary.json").unlink()  # as if interrupted before its summary
-    resumed = resume(work, full.run_dir)
+    reporter = RecordingReporter()
+    resumed = resume(work, full.run_dir, reporter=reporter)
     assert resumed.members[0].epochs_run == 40
+    assert any(line.startswith("it had stopped at epoch 40: validation H@1 gained less than 1.0") for line in reporter.infos), reporter.infos
     lines = (full.run_dir / "members" / "0" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines if json.loads(line)["split"] == "valid"] == [10, 20, 30, 40]
 
