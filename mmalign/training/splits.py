@@ -88,11 +88,8 @@ def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None,
         if seeds is None:  # bootstrapped pairs give way to the validation file's entities
             train_pairs = _touching_none(seed_pairs, valid_pairs)
     else:
-        order = np.random.default_rng(seed).permutation(len(seed_pairs))
         n_valid = max(1, min(valid_max, int(round(len(seed_pairs) * valid_fraction))))
-        if n_valid >= len(seed_pairs):
-            raise MMAlignError(f"too few seed pairs ({len(seed_pairs)}) to hold out a validation split", path=source)
-        valid_pairs, train_pairs = seed_pairs[order[:n_valid]], seed_pairs[order[n_valid:]]
+        valid_pairs, train_pairs = _draw_validation(seed_pairs, n_valid, seed, source, reporter)
     test_pairs = read_pairs(test, workspace, skip_unknown=skip_unknown, reporter=reporter) if test else None
     _check_disjoint(train_pairs, valid_pairs, "seeds", "validation", valid or source)
     if test_pairs is not None and seeds is not None:
@@ -116,6 +113,56 @@ def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None,
     shift = np.array([0, offset])
     return Splits(train_pairs + shift, valid_pairs + shift, None if test_pairs is None else test_pairs + shift, origin,
                   None if from_names is None else from_names + shift)
+
+
+def _draw_validation(pairs: np.ndarray, n_valid: int, seed: int, source: Path, reporter: Reporter) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, training) pairs: a random ``n_valid`` of ``pairs``, linked pairs kept together.
+
+    Real seed files link one entity to two of the other KG now and then (DB15K's seed50 has a
+    DBpedia entity with two Freebase ids); validation and training must not share an entity,
+    so pairs that share one, directly or through others, fall on the same side. Groups are
+    drawn in a random order until ``n_valid`` pairs are held out (a little more when the last
+    group is big); without shared entities this is a random ``n_valid`` of the pairs.
+    """
+    if n_valid >= len(pairs):
+        raise MMAlignError(f"too few seed pairs ({len(pairs)}) to hold out a validation split", path=source)
+    groups = _linked_groups(pairs)
+    sizes = np.bincount(groups)
+    place = np.empty(len(sizes), dtype=np.int64)
+    place[np.random.default_rng(seed).permutation(len(sizes))] = np.arange(len(sizes))
+    order = np.argsort(place[groups], kind="stable")
+    cut = n_valid
+    while cut < len(order) and groups[order[cut]] == groups[order[cut - 1]]:
+        cut += 1
+    if cut >= len(pairs):
+        raise MMAlignError("the seed pairs are too linked (pairs sharing entities) to hold out a validation split", path=source)
+    linked = int(sizes[sizes > 1].sum())
+    if linked:
+        reporter.info(f"{linked:,} seed pairs share an entity with another seed pair; "
+                      "each such group stays on one side of the validation split")
+    return pairs[order[:cut]], pairs[order[cut:]]
+
+
+def _linked_groups(pairs: np.ndarray) -> np.ndarray:
+    """Each pair's group, numbered by the group's first pair: pairs sharing a KG1 or a KG2
+    entity, directly or through other pairs, are one group. Without shared entities pair i is
+    group i."""
+    parent = np.arange(len(pairs))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    for side in (0, 1):
+        _, first, inverse, counts = np.unique(pairs[:, side], return_index=True, return_inverse=True, return_counts=True)
+        for row in np.flatnonzero(counts[inverse.reshape(-1)] > 1):
+            a, b = root(int(row)), root(int(first[inverse.reshape(-1)[row]]))
+            parent[max(a, b)] = min(a, b)  # a group's root is its first pair
+    while not np.array_equal(parent[parent], parent):  # every pair straight to its root
+        parent = parent[parent]
+    return np.unique(parent, return_inverse=True)[1].reshape(-1)
 
 
 def _touching_none(pairs: np.ndarray, held: np.ndarray) -> np.ndarray:

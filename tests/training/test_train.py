@@ -18,6 +18,7 @@ from mmalign.errors import MMAlignError
 from mmalign.hardware import choose_precision
 from mmalign.ingest import ingest
 from mmalign.model.loginmea import LoginMEA
+from mmalign.pairs import read_pairs
 from mmalign.report import SILENT, RecordingReporter
 from mmalign.training import TrainConfig, resume, train
 from mmalign.training.inputs import build_inputs
@@ -64,6 +65,32 @@ def test_the_drawn_validation_split_is_capped_and_the_rest_trains(workspace) -> 
     assert len(whole.valid) > 3 and len(capped.valid) == 3
     assert len(capped.train) + 3 == len(whole.train) + len(whole.valid)
     assert {tuple(p) for p in capped.valid} <= {tuple(p) for p in whole.valid}  # the same draw, cut short
+
+
+def test_seed_pairs_that_share_an_entity_fall_on_one_side_of_the_drawn_validation_split(workspace, tmp_path: Path) -> None:
+    """A KG1 entity linked to two KG2 entities (DB15K's seed50 has one), and a chain of three
+    pairs: every draw keeps each group on one side; without links the draw is as before."""
+    work, pair = workspace
+    ws = Workspace.open(work)
+    rows = [line.split("\t") for line in pair.seeds.read_text(encoding="utf-8").splitlines()]
+    test_keys = {line.split("\t")[1] for line in pair.test.read_text(encoding="utf-8").splitlines()}
+    spare = sorted(test_keys)[:2]  # KG2 entities no seed names
+    linked = pair.seeds.parent / "linked_seeds.tsv"
+    extra = [[rows[0][0], spare[0]], [rows[1][0], spare[1]], [rows[2][0], rows[1][1]]]  # groups: rows 0 + extra 0; rows 1, 2 + extras 1, 2
+    linked.write_text("".join(f"{a}\t{b}\n" for a, b in rows + extra), encoding="utf-8")
+    for seed in range(12):
+        reporter = RecordingReporter()
+        splits = make_splits(ws, linked, valid=None, valid_fraction=0.2, valid_max=5000, test=None, seed=seed, skip_unknown=False, reporter=reporter)
+        for side in (0, 1):
+            assert not set(splits.valid[:, side]) & set(splits.train[:, side]), seed
+        assert len(splits.valid) + len(splits.train) == len(rows) + len(extra)
+        assert len(splits.valid) >= round(0.2 * (len(rows) + len(extra)))
+        assert any(line.startswith("6 seed pairs share an entity") for line in reporter.infos), reporter.infos
+    local = read_pairs(pair.seeds, ws, skip_unknown=False, reporter=SILENT)
+    plain = make_splits(ws, pair.seeds, valid=None, valid_fraction=0.2, valid_max=5000, test=None, seed=1, skip_unknown=False, reporter=SILENT)
+    n_valid = round(0.2 * len(local))
+    before = local[np.random.default_rng(1).permutation(len(local))[:n_valid]] + np.array([0, len(ws.kg1.entities)])
+    assert np.array_equal(plain.valid, before)  # the draw of the runs made before this rule
 
 
 def test_isomorphic_graphs_align_perfectly(workspace) -> None:
