@@ -308,12 +308,21 @@ def test_nested_configs_saved_before_cross_fit_and_pseudo_ann_from_resume_withou
     assert "cross_fit" not in saved["bootstrap"]  # the saved data is not changed
 
 
-def test_seed_and_test_overlap_is_an_error(workspace, tmp_path: Path) -> None:
+def test_a_seed_pair_in_the_test_file_is_an_error_and_a_shared_entity_is_said(workspace, tmp_path: Path) -> None:
     work, pair = workspace
+    seeds, tests = (p.read_text().splitlines() for p in (pair.seeds, pair.test))
     overlap = tmp_path / "overlap.tsv"
-    overlap.write_text(pair.seeds.read_text().splitlines()[0] + "\n")
-    with pytest.raises(MMAlignError, match="in both the seeds and the test pairs"):
+    overlap.write_text(seeds[0] + "\n")
+    with pytest.raises(MMAlignError, match="1 pair is both seed and test pairs"):
         train(work, pair.seeds, config(), test=overlap)
+    # The first seed's KG1 entity linked a second time, to a KG2 entity no seed names.
+    second = tmp_path / "second_link.tsv"
+    second.write_text("".join(f"{line}\n" for line in tests[1:]) + seeds[0].split("\t")[0] + "\t" + tests[0].split("\t")[1] + "\n")
+    reporter = RecordingReporter()
+    splits = make_splits(Workspace.open(work), pair.seeds, valid=None, valid_fraction=0.2, valid_max=5000, test=second, seed=1,
+                         skip_unknown=False, reporter=reporter)
+    assert len(splits.test) == len(tests)
+    assert "1 test pair shares an entity with a seed pair (an entity linked twice); tested as given" in reporter.infos
 
 
 @pytest.mark.parametrize(
