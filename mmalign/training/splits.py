@@ -157,8 +157,9 @@ def _linked_groups(pairs: np.ndarray) -> np.ndarray:
 
     for side in (0, 1):
         _, first, inverse, counts = np.unique(pairs[:, side], return_index=True, return_inverse=True, return_counts=True)
-        for row in np.flatnonzero(counts[inverse.reshape(-1)] > 1):
-            a, b = root(int(row)), root(int(first[inverse.reshape(-1)[row]]))
+        inverse = inverse.reshape(-1)
+        for row in np.flatnonzero(counts[inverse] > 1):
+            a, b = root(int(row)), root(int(first[inverse[row]]))
             parent[max(a, b)] = min(a, b)  # a group's root is its first pair
     while not np.array_equal(parent[parent], parent):  # every pair straight to its root
         parent = parent[parent]
@@ -183,7 +184,7 @@ def _check_test(seeds: np.ndarray, test: np.ndarray, path: Path, reporter: Repor
 
     A test pair whose KG1 entity a seed pair links to another KG2 entity (or the other way
     round) is a second link of that entity, as real gold files hold now and then (DB15K's
-    seed50/test50 split has three): the model never saw it, so it is a fair test.
+    seed50/test50 split has three): the model never trained on that link, so it is a fair test.
     """
     width = int(max(seeds[:, 1].max(initial=0), test[:, 1].max(initial=0))) + 1
     same = np.intersect1d(seeds[:, 0] * width + seeds[:, 1], test[:, 0] * width + test[:, 1])
