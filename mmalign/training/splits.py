@@ -91,6 +91,8 @@ def make_splits(workspace: Workspace, seeds: Path | None, *, valid: Path | None,
         n_valid = max(1, min(valid_max, int(round(len(seed_pairs) * valid_fraction))))
         valid_pairs, train_pairs = _draw_validation(seed_pairs, n_valid, seed, source, reporter)
     test_pairs = read_pairs(test, workspace, skip_unknown=skip_unknown, reporter=reporter) if test else None
+    # Strict, unlike the test pairs: validation ranks among the KG2 entities outside the
+    # training seeds, so a validation pair whose KG2 entity trains could never rank first.
     _check_disjoint(train_pairs, valid_pairs, "seeds", "validation", valid or source)
     if test_pairs is not None and seeds is not None:
         _check_test(np.concatenate([train_pairs, valid_pairs]), test_pairs, test, reporter)
