@@ -189,7 +189,7 @@ def _check_test(seeds: np.ndarray, test: np.ndarray, path: Path, reporter: Repor
     seed50/test50 split has three): the model never trained on that link, so it is a fair test.
     """
     width = int(max(seeds[:, 1].max(initial=0), test[:, 1].max(initial=0))) + 1
-    same = np.intersect1d(seeds[:, 0] * width + seeds[:, 1], test[:, 0] * width + test[:, 1])
+    same = np.intersect1d(_pair_keys(seeds, width), _pair_keys(test, width))
     if len(same):
         raise MMAlignError(f"{len(same):,} pair{'s are' if len(same) > 1 else ' is'} both seed and test pairs; "
                            "test on pairs the model did not train on", path=path)
@@ -226,7 +226,13 @@ def given_seeds(run_dir: Path, workspace: Workspace) -> np.ndarray:
     if found[2] is None or not len(pairs):
         return pairs
     width = len(workspace.kg2.entities)
-    return pairs[~np.isin(pairs[:, 0] * width + pairs[:, 1], found[2][:, 0] * width + found[2][:, 1])]
+    return pairs[~np.isin(_pair_keys(pairs, width), _pair_keys(found[2], width))]
+
+
+def _pair_keys(pairs: np.ndarray, width: int) -> np.ndarray:
+    """One integer per (KG1, KG2) pair of local ids, for set operations on pairs; ``width``
+    exceeds every KG2 id."""
+    return pairs[:, 0] * width + pairs[:, 1]
 
 
 def validation_metrics(embeddings: torch.Tensor, splits: Splits, n1: int, csls_k: int) -> Metrics:

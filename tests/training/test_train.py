@@ -68,7 +68,7 @@ def test_the_drawn_validation_split_is_capped_and_the_rest_trains(workspace) -> 
 
 
 def test_seed_pairs_that_share_an_entity_fall_on_one_side_of_the_drawn_validation_split(workspace, tmp_path: Path) -> None:
-    """A KG1 entity linked to two KG2 entities (DB15K's seed50 has one), and a chain of three
+    """A KG1 entity linked to two KG2 entities (DB15K's seed50 has one), and a chain of four
     pairs: every draw keeps each group on one side; without links the draw is as before."""
     work, pair = workspace
     ws = Workspace.open(work)
