@@ -125,6 +125,17 @@ def csr_row_range(matrix: torch.Tensor, start: int, stop: int) -> torch.Tensor:
                                    matrix.values()[first:last], (stop - start, matrix.shape[1]), check_invariants=False)
 
 
+def csr_times(matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """``matrix @ dense`` for a sparse CSR ``matrix``, without the zero-filled input of ``@``.
+
+    ``@`` adds the product to a fresh zero matrix (one fill and one copy of the output, the
+    size of the product itself); ``addmm`` with ``beta=0`` ignores its input, NaN included
+    (documented), so an uninitialised output serves, and the result is the same to the bit.
+    """
+    out = dense.new_empty(matrix.shape[0], dense.shape[1])
+    return torch.addmm(out, matrix, dense, beta=0.0, out=out)
+
+
 def _permuted(values: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
     """``values`` (edge order) in CSR order."""
     return values if order is None else values[order]
@@ -135,7 +146,7 @@ class _SpMM(torch.autograd.Function):
     def forward(ctx, values: torch.Tensor, x: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(values, x)
         ctx.pattern = pattern
-        return pattern.matrix(values) @ x
+        return csr_times(pattern.matrix(values), x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
@@ -143,7 +154,7 @@ class _SpMM(torch.autograd.Function):
         pattern: SparsePattern = ctx.pattern
         grad = grad.contiguous()
         grad_values = pattern.sddmm(grad, x) if ctx.needs_input_grad[0] else None
-        grad_x = pattern.matrix_t(values) @ grad if ctx.needs_input_grad[1] else None
+        grad_x = csr_times(pattern.matrix_t(values), grad) if ctx.needs_input_grad[1] else None
         return grad_values, grad_x, None
 
 
@@ -158,8 +169,8 @@ class _SDDMM(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         a, b = ctx.saved_tensors
         pattern: SparsePattern = ctx.pattern
-        grad_a = pattern.matrix(grad) @ b if ctx.needs_input_grad[0] else None
-        grad_b = pattern.matrix_t(grad) @ a if ctx.needs_input_grad[1] else None
+        grad_a = csr_times(pattern.matrix(grad), b) if ctx.needs_input_grad[0] else None
+        grad_b = csr_times(pattern.matrix_t(grad), a) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b, None
 
 

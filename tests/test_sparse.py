@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mmalign.sparse import SparsePattern, sddmm, segment_softmax, spmm
+from mmalign.sparse import SparsePattern, csr_times, sddmm, segment_softmax, spmm
 
 
 def _random_pattern(n_rows: int, n_cols: int, nnz: int, seed: int = 0) -> SparsePattern:
@@ -32,3 +32,17 @@ def test_segment_softmax_sums_to_one_per_row() -> None:
     sums = torch.zeros(5).index_add(0, rows, weights)
     assert torch.allclose(sums[[0, 2, 3]], torch.ones(3))
     assert sums[1] == 0 and sums[4] == 0  # rows without edges stay empty
+
+
+def test_csr_times_is_the_product_to_the_bit_whatever_the_output_held() -> None:
+    """The uninitialised output of csr_times is never read: the same bits as ``@``, NaN-free."""
+    p = _random_pattern(300, 200, 2_000, seed=1)
+    values, x = torch.randn(p.nnz), torch.randn(200, 16)
+    matrix = p.matrix(values)
+    expected = matrix @ x
+    garbage = torch.full((300, 16), float("nan"))  # freed memory reused by the next allocation
+    del garbage
+    got = csr_times(matrix, x)
+    assert torch.equal(got, expected)
+    out = torch.full((300, 16), float("nan"))
+    assert torch.equal(torch.addmm(out, matrix, x, beta=0.0, out=out), expected)  # what csr_times relies on

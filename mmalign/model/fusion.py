@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn.functional import normalize
 
+from mmalign.model.activation import tanh
+
 
 class AdaptiveWeights(nn.Module):
     """Entity-adaptive modality weights; ``per_modality`` gives each modality its own scorer."""
@@ -24,7 +26,7 @@ class AdaptiveWeights(nn.Module):
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         scorers = self.scorers if len(self.scorers) == len(xs) else [self.scorers[0]] * len(xs)
-        scores = torch.cat([scorer(torch.tanh(x)) for scorer, x in zip(scorers, xs)], dim=1)
+        scores = torch.cat([scorer(tanh(x)) for scorer, x in zip(scorers, xs)], dim=1)
         return torch.softmax(scores, dim=1)  # N × M
 
 
@@ -75,7 +77,7 @@ class EarlyConcat(nn.Module):
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         beta = torch.softmax(self.logits, dim=0)
-        return torch.tanh(torch.cat([beta[m] * normalize(x, dim=1) for m, x in enumerate(xs)], dim=1))
+        return tanh(torch.cat([beta[m] * normalize(x, dim=1) for m, x in enumerate(xs)], dim=1))
 
 
 class ConcatFusion(nn.Module):

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.functional import normalize
 
 from mmalign.graph import Graph
+from mmalign.model.activation import tanh
 from mmalign.model.config import ModelConfig
 from mmalign.model.encoders import ModalityEncoder, dense, multiply, row_slice
 from mmalign.model.fusion import AdaptiveWeights, ConcatFusion, EarlyConcat, LowRankFusion, weighted_sum
@@ -148,7 +149,7 @@ class LoginMEA(nn.Module):
         structure: list[torch.Tensor] = []  # kept only where the graph projection reads them
         if self.use_structure:
             table = self.entity_table if entities is None else self.entity_table.index_select(0, entities)
-            stack = self.structure.iterate(torch.tanh(spmm(graph.mean_pattern, graph.mean_weights, table)), graph, set_vectors)
+            stack = self.structure.iterate(tanh(spmm(graph.mean_pattern, graph.mean_weights, table)), graph, set_vectors)
             del table
             for block in stack:
                 if c.paradigm == "gam":
@@ -203,10 +204,10 @@ class LoginMEA(nn.Module):
         c = self.config
         xs = [encoder(f) for encoder, f in zip(self.encoders, features)]
         if c.paradigm == "gum":
-            xs = [stack(torch.tanh(x), graph, set_vectors)[-1] for stack, x in zip(self.modality_stacks, xs)]
+            xs = [stack(tanh(x), graph, set_vectors)[-1] for stack, x in zip(self.modality_stacks, xs)]
         if c.paradigm == "gam":
             xs.append(self.graph_projection(torch.cat(structure, dim=1)))
-        fused = torch.tanh(self.fuse(xs))
+        fused = tanh(self.fuse(xs))
         return (self.early(xs) if c.joint_layer0 == "early_concat" else fused), fused
 
     def reweight_direct(self, embeddings: torch.Tensor, weight: float) -> torch.Tensor:

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from mmalign.graph import Graph
-from mmalign.sparse import SLICE_ROWS, row_slices, segment_softmax, sddmm, spmm
+from mmalign.model.activation import tanh, tanh_
+from mmalign.sparse import SLICE_ROWS, csr_times, row_slices, segment_softmax, sddmm, spmm
 
 
 def relation_set_vectors(graph: Graph, relation_table: torch.Tensor) -> torch.Tensor:
@@ -60,14 +61,14 @@ class RREALayer(nn.Module):
         if torch.is_grad_enabled():
             mixed = spmm(graph.adjacency, beta, x)
             # −2 folded into the edge values (E numbers) rather than applied to an N × d block.
-            return torch.tanh(mixed + spmm(graph.row_set, -2.0 * beta * projection, set_vectors))
+            return tanh(mixed + spmm(graph.row_set, -2.0 * beta * projection, set_vectors))
         # Evaluation (the whole-graph forward): the same values a slice of rows at a time, in
         # place, so the layer's only N × d tensor is its output.
         reflection = -2.0 * beta * projection
         out = torch.empty_like(x)
         for (start, mixing), (_, reflecting) in zip(row_slices(graph.adjacency, beta, SLICE_ROWS),
                                                         row_slices(graph.row_set, reflection, SLICE_ROWS)):
-            out[start : start + mixing.shape[0]] = (mixing @ x).add_(reflecting @ set_vectors).tanh_()
+            out[start : start + mixing.shape[0]] = tanh_(csr_times(mixing, x).add_(csr_times(reflecting, set_vectors)))
         return out
 
 

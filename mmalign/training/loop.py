@@ -139,10 +139,12 @@ class Trainer:
             chunks = [part.local(chunk) for chunk in chunks]
         # Gather every row the loss needs once per block: each gather's backward zero-fills an
         # N × d gradient, so one gather per block instead of one per block, side and chunk.
+        # index_select, not indexing: its backward adds the rows (index_add) where indexing's
+        # runs a slower accumulating index_put; with unique rows both give the same bits.
         rows, local = np.unique(np.concatenate(chunks), return_inverse=True)
         local = torch.from_numpy(local.reshape(-1, 2)).to(self.device)
         index = torch.from_numpy(rows).to(self.device)
-        table = torch.cat([b[index] for b in blocks], dim=1)
+        table = torch.cat([b.index_select(0, index) for b in blocks], dim=1)
         if schedule.dropout:
             table = torch.nn.functional.dropout(table, schedule.dropout)
         # Each chunk's loss is differentiated right away and its graph freed, then one backward
