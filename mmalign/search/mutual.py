@@ -24,14 +24,45 @@ from mmalign.search.blocks import block_products, csls_radii
 from mmalign.search.directions import rescore
 
 
+COLUMN_BLOCK_BYTES = 64 * 2**20
+"""Largest block of scores (all left rows × ``block`` right columns) the column-block pass
+uses; past it, the pass goes a block of left rows at a time."""
+
+
 def top_k_both(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int,
                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each left row's k best right columns and each right column's k best left rows, in one pass.
 
     Returns (row values, row indices), both |left| × k, and (column values, column indices),
     both |right| × k, best first.
+
+    While all left rows times ``block`` right columns fit :data:`COLUMN_BLOCK_BYTES`, the
+    products are taken a block of right columns at a time: a product with many rows and few
+    columns runs faster on the CPU than the same work as a block of rows against every column
+    (docs/benchmarks.md, "Seconds per phase of a late epoch"), and each column's k best are
+    final at once, read off a transposed copy (a top-k along rows; along columns it is slower).
     """
-    return top_k_of_blocks(block_products(left, right_t, block), len(left), right_t.shape[1], k, dtype)
+    n_left, n_right = len(left), right_t.shape[1]
+    if n_left * min(block, n_right) * left.new_empty(0, dtype=dtype).element_size() > COLUMN_BLOCK_BYTES:
+        return top_k_of_blocks(block_products(left, right_t, block), n_left, n_right, k, dtype)
+    k_row, k_col = min(k, n_right), min(k, n_left)
+    left = left.to(dtype)
+    row_values = torch.full((n_left, k_row), float("-inf"), dtype=dtype)
+    row_index = torch.zeros((n_left, k_row), dtype=torch.int64)
+    col_values = torch.empty(n_right, k_col, dtype=dtype)
+    col_index = torch.empty(n_right, k_col, dtype=torch.int64)
+    scores = torch.empty(n_left, min(block, n_right), dtype=dtype)
+    transposed = torch.empty(min(block, n_right), n_left, dtype=dtype)
+    for start in range(0, n_right, block):
+        columns = right_t[:, start : start + block]
+        width = columns.shape[1]
+        products = torch.mm(left, columns, out=scores[:, :width])
+        by_column = transposed[:width].copy_(products.T)
+        col_values[start : start + width], col_index[start : start + width] = by_column.topk(k_col, dim=1)
+        block_values, block_index = products.topk(min(k_row, width), dim=1)
+        row_values, pick = torch.cat([row_values, block_values], dim=1).topk(k_row, dim=1)
+        row_index = torch.cat([row_index, block_index + start], dim=1).gather(1, pick)
+    return row_values.float(), row_index, col_values.float(), col_index
 
 
 def top_k_of_blocks(blocks: Iterable[tuple[int, torch.Tensor]], n_left: int, n_right: int, k: int,

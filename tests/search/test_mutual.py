@@ -44,3 +44,18 @@ def test_mutual_nearest_under_csls_matches_brute_force(candidates: int, precisio
     assert list(zip(rows.tolist(), cols.tolist())) == expected and expected
     plain = mutual_nearest(left, right, block=7, precision=precision)
     assert list(zip(*map(torch.Tensor.tolist, plain))) != expected  # CSLS changes the pairs here
+
+
+def test_both_ways_lists_are_the_same_by_column_blocks_and_by_row_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The column-block pass (all left rows × a few right columns) keeps what the row-block pass keeps."""
+    torch.manual_seed(1)
+    left = torch.nn.functional.normalize(torch.randn(230, 16), dim=1)
+    right = torch.nn.functional.normalize(torch.randn(170, 16), dim=1)
+    by_columns = mutual.top_k_both(left, right.T.contiguous(), 6, 32, torch.float32)
+    monkeypatch.setattr(mutual, "COLUMN_BLOCK_BYTES", 0)  # every block too large: rows at a time
+    by_rows = mutual.top_k_both(left, right.T.contiguous(), 6, 32, torch.float32)
+    scores = left @ right.T
+    assert torch.equal(by_columns[1], by_rows[1]) and torch.equal(by_columns[3], by_rows[3])
+    assert torch.equal(by_columns[1], scores.topk(6, dim=1).indices)
+    assert torch.equal(by_columns[3], scores.topk(6, dim=0).indices.T)
+    assert torch.allclose(by_columns[0], by_rows[0]) and torch.allclose(by_columns[2], by_rows[2])
