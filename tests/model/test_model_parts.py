@@ -12,7 +12,7 @@ from mmalign.graph import build_graph
 from mmalign.model.fusion import AdaptiveWeights, LowRankFusion
 from mmalign.model.config import ModelConfig
 from mmalign.model.loginmea import LoginMEA
-from mmalign.model.loss import icl, infonce, infonce_sym, nhs
+from mmalign.model.loss import PRODUCT_COLUMNS, _similarities, icl, infonce, infonce_sym, nhs
 from mmalign.model.rrea import RREALayer, relation_set_vectors
 
 
@@ -300,3 +300,10 @@ def test_streamed_forward_without_gradients_equals_the_training_forward(settings
         streamed = list(model.iter_blocks(features, graph))
     assert [b.shape[1] for b in streamed] == [b.shape[1] for b in model.forward_blocks(features, graph)]
     assert torch.allclose(torch.cat(streamed, dim=1), whole, atol=1e-6)
+
+
+def test_loss_similarities_in_column_blocks_equal_the_whole_product() -> None:
+    """Blocks of right rows, the last one short, land in their columns of the one matrix."""
+    torch.manual_seed(0)
+    left, right = torch.randn(300, 24), torch.randn(2 * PRODUCT_COLUMNS + 37, 24)
+    assert torch.allclose(_similarities(left, right), left @ right.T, atol=1e-5)
