@@ -43,16 +43,16 @@ def top_k_both(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int,
     final at once, read off a transposed copy (a top-k along rows; along columns it is slower).
     """
     n_left, n_right = len(left), right_t.shape[1]
-    if n_left * min(block, n_right) * left.new_empty(0, dtype=dtype).element_size() > COLUMN_BLOCK_BYTES:
+    if n_left * min(block, n_right) * (torch.finfo(dtype).bits // 8) > COLUMN_BLOCK_BYTES:
         return top_k_of_blocks(block_products(left, right_t, block), n_left, n_right, k, dtype)
     k_row, k_col = min(k, n_right), min(k, n_left)
-    left = left.to(dtype)
-    row_values = torch.full((n_left, k_row), float("-inf"), dtype=dtype)
-    row_index = torch.zeros((n_left, k_row), dtype=torch.int64)
-    col_values = torch.empty(n_right, k_col, dtype=dtype)
-    col_index = torch.empty(n_right, k_col, dtype=torch.int64)
-    scores = torch.empty(n_left, min(block, n_right), dtype=dtype)
-    transposed = torch.empty(min(block, n_right), n_left, dtype=dtype)
+    left, device = left.to(dtype), left.device
+    row_values = torch.full((n_left, k_row), float("-inf"), dtype=dtype, device=device)
+    row_index = torch.zeros((n_left, k_row), dtype=torch.int64, device=device)
+    col_values = torch.empty(n_right, k_col, dtype=dtype, device=device)
+    col_index = torch.empty(n_right, k_col, dtype=torch.int64, device=device)
+    scores = torch.empty(n_left, min(block, n_right), dtype=dtype, device=device)
+    transposed = torch.empty(min(block, n_right), n_left, dtype=dtype, device=device)
     for start in range(0, n_right, block):
         columns = right_t[:, start : start + block]
         width = columns.shape[1]
