@@ -26,7 +26,8 @@ from mmalign.search.directions import rescore
 
 COLUMN_BLOCK_BYTES = 64 * 2**20
 """Largest block of scores (all left rows × ``block`` right columns) the column-block pass
-uses; past it, the pass goes a block of left rows at a time."""
+uses; it holds two (the products and their transposed copy). Past it, the pass goes a block
+of left rows at a time."""
 
 
 def top_k_both(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int,
