@@ -171,12 +171,14 @@ def _as_it_trained(saved: Mapping[str, Any]) -> dict[str, Any]:
     ``from_dict`` fills a missing setting with today's default; these changed what a run
     does, so a run saved before them (nested or flat) resumes without them: members trained
     on every bootstrapped pair, the pseudo-pair search went approximate from ``ann_from``,
-    test pairs were ranked by CSLS (so ``mmalign evaluate`` repeats the run's numbers), and
-    runs with bootstrapped validation pairs trained ``min_epochs``.
+    test pairs were ranked by CSLS (so ``mmalign evaluate`` repeats the run's numbers),
+    runs with bootstrapped validation pairs trained ``min_epochs``, and pseudo pairs joined at
+    each window's end only.
     """
     data = {key: dict(value) if isinstance(value, Mapping) else value for key, value in saved.items()}
     data.setdefault("bootstrap", {}).setdefault("cross_fit", False)
     data.setdefault("ranking", {}).setdefault("method", "csls")
+    data.setdefault("pseudo", {}).setdefault("slide", False)
     selection = data.setdefault("selection", {})
     selection.setdefault("bootstrapped_epochs", selection.get("min_epochs", SelectionConfig.bootstrapped_epochs))
     compute = data.setdefault("compute", {})
@@ -192,7 +194,7 @@ LEGACY_NAMES = {"il_start": "start", "il_check": "check_every", "il_window": "wi
 """Setting names of run folders written before the nested configuration, where they differ."""
 
 BEFORE_SETTING = {"refresh": False, "relation_direction": "merged", "members": 1, "precision": "bf16",
-                  "warm_start": False, "max_pairs": 0, "min_delta": 0.0}
+                  "warm_start": False, "max_pairs": 0, "min_delta": 0.0, "slide": False}
 """What runs saved before a setting existed did, where that differs from today's default."""
 
 

@@ -237,7 +237,7 @@ class Trainer:
                 part_of = None if self.partition is None else self.partition.part_of
                 self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities,
                                    self.splits.test, part_of)
-            self.pseudo.pairs, self.pseudo.candidates = distributed.broadcast_object((self.pseudo.pairs, self.pseudo.candidates))
+            self.pseudo.pairs, self.pseudo.recent = distributed.broadcast_object((self.pseudo.pairs, self.pseudo.recent))
         self.epoch = epoch
         if evaluate and main:
             append_jsonl(self.folder / METRICS, {"epoch": epoch, "split": "valid", "loss": loss, "pseudo_pairs": len(self.pseudo.pairs),

@@ -292,18 +292,20 @@ def test_runs_saved_before_a_setting_existed_resume_as_they_trained() -> None:
         TrainConfig.load({"options": {"not_an_option": 1}})
     assert TrainConfig.load({"config": TrainConfig().to_dict()}) == TrainConfig()
     assert (old.bootstrap.cross_fit, old.compute.pseudo_ann_from) == (False, old.compute.ann_from)
+    assert old.pseudo.slide is False
     assert old.ranking.method == "csls"
 
 
 def test_nested_configs_saved_before_cross_fit_and_pseudo_ann_from_resume_without_them() -> None:
     """A run saved before these settings trained every member on every bootstrapped pair,
-    searched pseudo pairs approximately from ``ann_from`` and ranked test pairs by CSLS;
+    searched pseudo pairs approximately from ``ann_from``, renewed them at each window's end
+    only and ranked test pairs by CSLS;
     resumed (or evaluated), it goes on doing so."""
     saved = TrainConfig().to_dict()
-    del saved["bootstrap"]["cross_fit"], saved["compute"]["pseudo_ann_from"], saved["ranking"]
+    del saved["bootstrap"]["cross_fit"], saved["compute"]["pseudo_ann_from"], saved["ranking"], saved["pseudo"]["slide"]
     saved["compute"]["ann_from"] = 1234
     old = TrainConfig.load({"config": saved})
-    assert old.bootstrap.cross_fit is False and old.compute.pseudo_ann_from == 1234
+    assert old.bootstrap.cross_fit is False and old.compute.pseudo_ann_from == 1234 and old.pseudo.slide is False
     assert old.ranking.method == "csls" and TrainConfig().ranking.method == "sinkhorn"
     assert "cross_fit" not in saved["bootstrap"]  # the saved data is not changed
 
@@ -468,6 +470,47 @@ def test_pseudo_pairs_refresh_replaces_and_accumulate_keeps(workspace, refresh: 
     assert (stale in pairs) is not refresh
     assert ((free[0], free[0] + n1) in pairs) is refresh  # the stale pair's KG1 entity is searched again
     assert {(i, i + n1) for i in free[2:]} <= pairs
+
+
+@pytest.mark.parametrize("slide", [True, False])
+def test_a_sliding_window_renews_the_pairs_at_every_check_and_survives_a_checkpoint(workspace, slide: bool) -> None:
+    """Checks at 25, 30, 35 (window 10, every 5): at 30 both kinds keep the pairs mutual at 25 and
+    30; at 35 a sliding window renews them from 30 and 35 (a swap first seen at 30 joins),
+    while windows that follow each other wait for epoch 40. A labeller restored from the
+    state saved after 30 goes on as the one that ran."""
+    trainer, splits = _trainer(workspace, slide=slide)
+    n1, n_entities = trainer.inputs.n1, trainer.inputs.n_entities
+    n2 = n_entities - n1
+    free = sorted(set(range(min(n1, n2))) - set(splits.train[:, 0]) - set(splits.train[:, 1] - n1))
+    same = torch.nn.functional.normalize(torch.randn(n_entities, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    same[n1 : n1 + min(n1, n2)] = same[: min(n1, n2)]  # KG1 entity i matches KG2 entity i
+    swapped = same.clone()
+    a, b = free[0], free[1]
+    swapped[[n1 + a, n1 + b]] = same[[n1 + b, n1 + a]]  # now a matches KG2's b and b matches a
+    labeller = trainer.pseudo
+    labeller.update(same, 25, splits.train, n1, n_entities, None)
+    assert len(labeller.pairs) == 0  # one check is not yet a window
+    labeller.update(swapped, 30, splits.train, n1, n_entities, None)
+    at_30 = {tuple(p) for p in labeller.pairs.tolist()}
+    assert {(i, i + n1) for i in free[2:]} <= at_30 and not {(a, a + n1), (a, b + n1), (b, a + n1)} & at_30
+    restored = copy.copy(labeller)
+    restored.pairs, restored.recent = np.zeros((0, 2), dtype=np.int64), []
+    restored.load_state(labeller.state())
+    for each in (labeller, restored):
+        each.update(swapped, 35, splits.train, n1, n_entities, None)
+    at_35 = {tuple(p) for p in labeller.pairs.tolist()}
+    assert at_35 == {tuple(p) for p in restored.pairs.tolist()}
+    assert ((a, b + n1) in at_35 and (b, a + n1) in at_35) is slide
+    assert at_35 == at_30 if not slide else {(i, i + n1) for i in free[2:]} <= at_35
+
+
+def test_a_checkpoint_saved_before_sliding_windows_restores_its_window() -> None:
+    """Checkpoints of windows that follow each other held one ``candidates`` set."""
+    from mmalign.training.pseudo import PseudoConfig, PseudoLabeller
+
+    labeller = PseudoLabeller(PseudoConfig(slide=False), 3, "fp32", 0)
+    labeller.load_state({"pseudo": torch.tensor([[0, 5]]), "candidates": torch.tensor([[1, 6], [2, 7]])})
+    assert labeller.pairs.tolist() == [[0, 5]] and labeller.recent == [{(1, 6), (2, 7)}]
 
 
 def test_pseudo_pool_test_searches_only_test_entities(workspace) -> None:
