@@ -48,7 +48,7 @@ ENCODERS = {"char": "char", "sbert": SBERT, "char+sbert": f"char+{SBERT}", "e5":
 
 def benchmark_names(count: int, data: Path, source: str = "translated") -> tuple[list[str], str]:
     """``count`` names and where they came from: DBP15K's translated names or its IRI titles."""
-    from mmalign.features.name_sources import iri_local_name
+    from mmalign.name_sources import iri_local_name
 
     names: list[str] = []
     for pair in ("zh_en", "ja_en"):
@@ -70,7 +70,7 @@ def encode_child(encoder: str, names_path: Path, out: Path) -> None:
     """Runs in the child: encode the names once, write timing facts as JSON."""
     import torch
 
-    from mmalign.features.config import parse_encoder
+    from mmalign.name_encoders import parse_encoder
     from mmalign.features.names import encode_names
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -124,7 +124,8 @@ def raw_name_h1(work: Path, test: Path, encoder: str, names: str) -> float:
     import torch
 
     from mmalign.features.base import FeatureContext
-    from mmalign.features.config import FeatureConfig, NamesMode
+    from mmalign.features.config import FeatureConfig
+    from mmalign.name_sources import NamesMode
     from mmalign.features.names import build
     from mmalign.pairs import read_pairs
     from mmalign.workspace import Workspace
@@ -158,7 +159,7 @@ def prepare(dataset: str, folder: Path, args: argparse.Namespace) -> tuple[Path,
     The workspace, seed and test files, and the seed share. The dense encoders' names are encoded
     once here and cached, as a user would; training and the names-alone scores read the cache.
     """
-    from mmalign.features.config import parse_encoders
+    from mmalign.name_encoders import parse_encoders
 
     python = [sys.executable, "-m", "mmalign"]
     work = folder / "work"

@@ -17,7 +17,8 @@ from rich.table import Table
 from mmalign.cli._app import WORKDIR_OPTION, app, configure_compute, user_errors
 from mmalign.cli.console import RichReporter, stderr
 from mmalign.errors import MMAlignError
-from mmalign.features.config import MissingImage, NamesMode, RelationDirection
+from mmalign.features.config import MissingImage, RelationDirection
+from mmalign.name_sources import NamesMode
 from mmalign.hardware import Precision
 from mmalign.model.config import Attention, Fusion, GraphLayer, ModalityScore, Paradigm
 from mmalign.model.loss import Loss

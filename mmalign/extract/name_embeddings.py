@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,11 +23,9 @@ from safetensors import safe_open
 from mmalign.errors import MMAlignError
 from mmalign.extract.multilingual import multilingual_encoder, package_identity
 from mmalign.extract.sbert import model_identity, sentence_encoder
+from mmalign.name_encoders import NameEncoder
 from mmalign.report import SILENT, Reporter
 from mmalign.run import atomic_save_tensors
-
-if TYPE_CHECKING:  # importing it runs mmalign.features, whose names module imports this one
-    from mmalign.features.config import NameEncoder
 
 BATCH = 256
 """Names per encoder call: small enough that the progress bar moves."""

@@ -2,7 +2,7 @@
 
 Training reads this cache instead of loading the model and encoding every distinct name again
 (about a minute for DBP15K on two CPU cores). The names are resolved exactly as training
-resolves them (:func:`mmalign.features.name_sources.workspace_names`), so the cache matches a
+resolves them (:func:`mmalign.name_sources.workspace_names`), so the cache matches a
 run given the same ``--names``, ``--names-file`` and ``--name-encoder``.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 from mmalign.device import resolve_device
 from mmalign.errors import MMAlignError
 from mmalign.extract.name_embeddings import cache_key, cache_path, dense_encode, distinct_names, encoder_identity, read_cache, write_cache
-from mmalign.features.name_sources import workspace_names
-from mmalign.features.config import name_encoders
+from mmalign.name_encoders import name_encoders
+from mmalign.name_sources import workspace_names
 from mmalign.report import SILENT, Reporter
 from mmalign.workspace import Workspace
 

@@ -14,7 +14,7 @@ import torch
 
 from mmalign.errors import MMAlignError
 from mmalign.features.config import NAME_BUCKETS
-from mmalign.features.name_sources import normalize_name
+from mmalign.name_sources import normalize_name
 
 DEFAULT_NAME_DIM = NAME_BUCKETS
 NGRAM_SIZES = (2, 3, 4)

@@ -5,7 +5,7 @@ strongest single signal, so mmalign encodes them into one N × D matrix that ent
 fusion like any other modality (adaptive weight + low-rank factor) and is then refined by the
 global relational aggregation. ``names="none"`` (``mmalign train --names none``) returns ``None`` from the
 builder, which gives back exactly the paper's setting. Where names come from:
-:mod:`mmalign.features.name_sources`.
+:mod:`mmalign.name_sources`.
 
 Encoders (``FeatureConfig.name_encoder``):
 
@@ -40,8 +40,8 @@ import torch
 from mmalign.extract.name_embeddings import cache_key, cache_path, dense_encode, distinct_names, encoder_identity, read_cache
 from mmalign.features.base import FeatureContext, ModalityFeatures, register
 from mmalign.features.char_ngrams import DEFAULT_NAME_DIM, NGRAM_SIZES, char_ngram_features
-from mmalign.features.config import NameEncoder, name_encoders
-from mmalign.features.name_sources import workspace_names
+from mmalign.name_encoders import NameEncoder, name_encoders
+from mmalign.name_sources import workspace_names
 from mmalign.report import SILENT, Reporter
 from mmalign.workspace import FEATURES
 

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from mmalign.errors import MMAlignError
-from mmalign.features.config import FeatureConfig, name_encoders
-from mmalign.features.name_sources import workspace_names
+from mmalign.features.config import FeatureConfig
+from mmalign.name_encoders import name_encoders
+from mmalign.name_sources import workspace_names
 from mmalign.features.names import encode_names
 from mmalign.report import SILENT, Reporter
 from mmalign.search.blocks import csls_radii

@@ -14,7 +14,8 @@ from mmalign.extract import multilingual
 from mmalign.extract.names import extract_workspace_names
 from mmalign.features import names as nm
 from mmalign.features.base import FeatureContext
-from mmalign.features.config import FeatureConfig, parse_encoder
+from mmalign.features.config import FeatureConfig
+from mmalign.name_encoders import parse_encoder
 from mmalign.report import RecordingReporter
 from mmalign.workspace import Workspace
 

@@ -12,7 +12,7 @@ import torch
 from mmalign.errors import MMAlignError
 from mmalign.extract import name_embeddings as ne
 from mmalign.extract import sbert
-from mmalign.features.config import NameEncoder
+from mmalign.name_encoders import NameEncoder
 from mmalign.report import RecordingReporter
 
 

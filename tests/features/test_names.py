@@ -15,7 +15,8 @@ from samples import named_workspace
 from mmalign.errors import MMAlignError
 from mmalign.extract.names import extract_workspace_names
 from mmalign.features import names as nm
-from mmalign.features.config import FeatureConfig, NameEncoder, parse_encoder, parse_encoders
+from mmalign.features.config import FeatureConfig
+from mmalign.name_encoders import NameEncoder, parse_encoder, parse_encoders
 from mmalign.features.base import REGISTRY, FeatureContext
 from mmalign.report import RecordingReporter
 from mmalign.workspace import Workspace

@@ -26,8 +26,21 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import unquote
 
 from mmalign.errors import MMAlignError
-from mmalign.features.config import NamesMode
 from mmalign.report import SILENT, Reporter
+from mmalign.settings import Choice
+
+class NamesMode(Choice):
+    NONE = "none"  # no name modality (the paper's setting)
+    RECORDED = "recorded"  # names the input gave (labels, names.tsv)
+    RECORDED_IRI = "recorded+iri"  # and the IRI's local name where none was given
+    # Only the IRI's local name, recorded names ignored: names in their own language (a DBP15K
+    # folder ingested with its machine-translated names, trained without them).
+    IRI = "iri"
+
+    @classmethod
+    def label(cls, key: str) -> str:
+        return "names mode"
+
 
 SOURCES = ("names_file", "recorded", "iri", "none")
 

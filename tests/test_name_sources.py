@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmalign.errors import MMAlignError
-from mmalign.features import name_sources as ns
+from mmalign import name_sources as ns
 from mmalign.report import RecordingReporter
 
 
