@@ -29,7 +29,10 @@ from mmalign.errors import MMAlignError
 from mmalign.report import SILENT, Reporter
 from mmalign.settings import Choice
 
+
 class NamesMode(Choice):
+    """Which names the name modality encodes (``--names``); ``none``: no name modality."""
+
     NONE = "none"  # no name modality (the paper's setting)
     RECORDED = "recorded"  # names the input gave (labels, names.tsv)
     RECORDED_IRI = "recorded+iri"  # and the IRI's local name where none was given
