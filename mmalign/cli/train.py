@@ -161,8 +161,9 @@ def _leave_if_a_rank() -> None:
     runs of the test suite, a rank of the 2-rank test then aborted (SIGABRT, "terminate
     called without an active exception": a native thread destroyed while still joinable, as
     when static objects are torn down at exit), so torchrun reported a failed run whose
-    folder was complete. ``os._exit`` skips that teardown; the output streams are flushed first, and no
-    file of the run is open any more (every one is written atomically and closed).
+    folder was complete. ``os._exit`` skips that teardown; the output streams are flushed
+    first, and no file of the run is open any more (every one is written atomically and
+    closed).
     """
     if distributed.world_size() > 1:
         sys.stdout.flush()

@@ -59,13 +59,12 @@ class LowRankFusion(nn.Module):
             return torch.cat([ones, xs[0]], dim=1) @ weight + self.bias
         product = None
         dtype = self.compute_dtype or xs[0].dtype
-        for m, (x, factor) in enumerate(zip(xs, self.factors)):
-            if m == 0:
-                # λ_k folded into the first modality's factor (rank · (d+1) · out numbers): the
-                # rank sum is then a plain sum, whose backward broadcasts the output gradient,
-                # where the einsum over the N × rank × out product ran a batched product and
-                # two permuting copies of that product each step.
-                factor = factor * self.rank_weights[0][:, None, None]
+        # λ_k folded into the first modality's factor (rank · (d+1) · out numbers): the rank sum
+        # is then a plain sum, whose backward broadcasts the output gradient, where the einsum
+        # over the N × rank × out product ran a batched product and two permuting copies of
+        # that product each step.
+        factors = [self.factors[0] * self.rank_weights[0][:, None, None], *self.factors[1:]]
+        for x, factor in zip(xs, factors):
             z = torch.cat([ones, x], dim=1)
             weight = factor.permute(1, 0, 2).reshape(z.shape[1], -1)
             projected = (z.to(dtype) @ weight.to(dtype)).to(x.dtype)  # N × (rank · out)

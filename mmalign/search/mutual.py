@@ -61,9 +61,15 @@ def top_k_both(left: torch.Tensor, right_t: torch.Tensor, k: int, block: int,
         by_column = transposed[:width].copy_(products.T)
         col_values[start : start + width], col_index[start : start + width] = by_column.topk(k_col, dim=1)
         block_values, block_index = products.topk(min(k_row, width), dim=1)
-        row_values, pick = torch.cat([row_values, block_values], dim=1).topk(k_row, dim=1)
-        row_index = torch.cat([row_index, block_index + start], dim=1).gather(1, pick)
+        row_values, row_index = _merge_top_k(row_values, row_index, block_values, block_index + start, k_row, dim=1)
     return row_values.float(), row_index, col_values.float(), col_index
+
+
+def _merge_top_k(values: torch.Tensor, index: torch.Tensor, block_values: torch.Tensor, block_index: torch.Tensor,
+                 k: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best along ``dim`` of a running top-k and a block's, with their indices (the running ones first)."""
+    values, pick = torch.cat([values, block_values], dim=dim).topk(k, dim=dim)
+    return values, torch.cat([index, block_index], dim=dim).gather(dim, pick)
 
 
 def top_k_of_blocks(blocks: Iterable[tuple[int, torch.Tensor]], n_left: int, n_right: int, k: int,
@@ -82,8 +88,7 @@ def top_k_of_blocks(blocks: Iterable[tuple[int, torch.Tensor]], n_left: int, n_r
     for start, scores in blocks:
         row_values[start : start + len(scores)], row_index[start : start + len(scores)] = scores.topk(k_row, dim=1)
         block_values, block_index = scores.topk(min(k_col, len(scores)), dim=0)
-        col_values, pick = torch.cat([col_values, block_values]).topk(k_col, dim=0)
-        col_index = torch.cat([col_index, block_index + start]).gather(0, pick)
+        col_values, col_index = _merge_top_k(col_values, col_index, block_values, block_index + start, k_col, dim=0)
     return row_values.float(), row_index, col_values.T.float().contiguous(), col_index.T.contiguous()
 
 

@@ -114,18 +114,16 @@ class PseudoLabeller:
                 rows, cols = mutual_nearest(embeddings[lefts], embeddings[rights], precision=self.precision, csls_k=csls_k,
                                             ann_from=self.ann_from, reporter=self.reporter)
                 found |= set(zip(lefts[rows.numpy()].tolist(), rights[cols.numpy()].tolist()))
-        checks = max(c.window // c.check_every, 1)
         if c.slide:
             window = self.recent + [found]
-            self.recent = window[1:] if len(window) == checks else window
-            ready = len(window) == checks
+            ready = len(window) == max(c.window // c.check_every, 1)
+            self.recent = window[1:] if ready else window
+            stable = set.intersection(*window)
         else:
             window_start = (epoch - c.check_every) % c.window == 0
-            window = [found] if window_start or not self.recent else self.recent + [found]
-            window = [set.intersection(*window)]
+            stable = found if window_start or not self.recent else self.recent[0] & found
             ready = epoch % c.window == 0
-            self.recent = [] if ready or not window[0] else window  # an empty intersection starts afresh
-        stable = set.intersection(*window)
+            self.recent = [] if ready or not stable else [stable]  # an empty intersection starts afresh
         if ready and stable:
             added = np.asarray(sorted(stable), dtype=np.int64)
             if c.refresh:
