@@ -16,10 +16,10 @@ is about 25 minutes on a 2-core CPU, 1M × 1M hours. Above a size threshold
 4. **Re-scoring.** The shortlist is scored at full width; its best ``k`` are the answer.
 
 ``P`` is measured, not assumed: a sample of the queries is searched exactly and ``P`` grows
-(:data:`PROBES`) until recall@10 on the sample reaches :data:`~mmalign.search.recall.TARGET_RECALL`. When the
-probing that takes would cost more than :data:`MAX_WORK` of an exact search's products, the
-search stays exact, so the approximate path is used only where it is both accurate and
-cheaper. Deterministic: the sample, the basis and the k-means start come from fixed seeds, and
+(:data:`PROBES`) until the sample's lists hold :data:`~mmalign.search.recall.TARGET_RECALL` of
+each query's exact best :data:`~mmalign.search.recall.RECALL_AT`. When the probing that takes
+would cost more than :data:`MAX_WORK` of an exact search's products, the search stays exact,
+so the approximate path is used only where it is both accurate and cheaper. Deterministic: the sample, the basis and the k-means start come from fixed seeds, and
 every product is a dense matrix product at a fixed thread count.
 
 Why not a graph index (faiss HNSW, used before): built on one thread for determinism, its
@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -40,7 +41,7 @@ from mmalign.allocator import release_freed_memory
 from mmalign.report import SILENT, Reporter
 from mmalign.search.blocks import block_products, block_rows
 from mmalign.search.directions import leading_directions, rescore, width_for
-from mmalign.search.recall import RECALL_AT, SAMPLE_SEED, TARGET_RECALL, recall, sample_rows
+from mmalign.search.recall import SAMPLE_SEED, TARGET_RECALL, describe, measured_lists, recall, sample_rows
 
 ENERGY = 0.98
 """Share of the rows' energy the leading directions keep."""
@@ -86,12 +87,14 @@ def use_ann(n_queries: int, n_candidates: int, ann_from: int) -> bool:
 
 @dataclass(frozen=True)
 class Recall:
-    """What the sample measured: recall@``at`` of the lists probing ``probes`` of ``clusters``
-    clusters at width ``width`` of ``dim``, on ``sample`` queries; ``work`` is the share of an
-    exact search's products the whole search does."""
+    """What the sample measured: the share of each sampled query's exact best ``at`` found in
+    its list of ``length`` (:data:`~mmalign.search.recall.RECALL_AT`), probing ``probes`` of
+    ``clusters`` clusters at width ``width`` of ``dim``, on ``sample`` queries; ``work`` is the
+    share of an exact search's products the whole search does."""
 
     recall: float
     at: int
+    length: int
     probes: int
     clusters: int
     width: int
@@ -134,7 +137,8 @@ def ann_topk(queries: Tensor, candidates: Tensor, k: int, reporter: Reporter, *,
     measured = calibrate(index, queries, candidates, k, block)
     if not measured.pays:
         reporter.info(
-            f"exact search of {len(candidates):,} candidates: no probing reached recall@{measured.at} "
+            f"exact search of {len(candidates):,} candidates: no probing reached "
+            f"{describe(measured.at, measured.length)} "
             f"{TARGET_RECALL} within {MAX_WORK:.0%} of exact search's products"
         )
         return None
@@ -147,7 +151,8 @@ def ann_topk(queries: Tensor, candidates: Tensor, k: int, reporter: Reporter, *,
     reporter.info(
         f"approximate search of {len(candidates):,} candidates ({measured.probes} of {measured.clusters} clusters "
         f"probed, width {measured.width} of {measured.dim}, {measured.work:.1%} of exact search's products): "
-        f"recall@{measured.at} {measured.recall:.3f} against exact search on {measured.sample} sampled queries"
+        f"{describe(measured.at, measured.length)} {measured.recall:.3f} against exact search on {measured.sample} "
+        "sampled queries"
     )
     return values, indices, measured
 
@@ -249,11 +254,15 @@ def _members_above(index: ClusterIndex, queries: Tensor, probe: Tensor,
     """(query, narrowed score, candidate row) of the members of each query's probed clusters
     scoring at least the query's ``floor``."""
     found: list[tuple[Tensor, Tensor, Tensor]] = []
+    floors = floor.numpy()
     for pairs, lo, hi in _by_cluster(index, probe):
         who = pairs // probe.shape[1]
         scores = queries[who] @ index.narrow[lo:hi].T
-        rows, columns = (scores >= floor[who, None]).nonzero(as_tuple=True)
-        found.append((who[rows], scores[rows, columns], index.members[lo + columns]))
+        # A fraction of a percent of the pairs pass: numpy's comparison and flatnonzero find
+        # them several times faster than torch's broadcast comparison and nonzero.
+        flat = torch.from_numpy(np.flatnonzero(scores.numpy() >= floors[who.numpy(), None]))
+        rows, columns = flat // (hi - lo), flat % (hi - lo)
+        found.append((who[rows], scores.view(-1)[flat], index.members[lo + columns]))
     if not found:
         return torch.empty(0, dtype=torch.int64), torch.empty(0), torch.empty(0, dtype=torch.int64)
     who, values, members = (torch.cat(parts) for parts in zip(*found))
@@ -293,9 +302,9 @@ def search_index(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: in
 
 def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, block: int) -> Recall:
     """The fewest probes of :data:`PROBES` whose lists hold :data:`TARGET_RECALL` of the exact
-    top-``max(k, RECALL_AT)`` of a sample of the queries, stopping where the probing would
-    cost more than :data:`MAX_WORK` of exact search; the recall and work measured at it."""
-    at = min(max(k, RECALL_AT), len(candidates))
+    best :data:`~mmalign.search.recall.RECALL_AT` of a sample of the queries, stopping where the probing would cost
+    more than :data:`MAX_WORK` of exact search; the recall and work measured at it."""
+    at, length = measured_lists(k, len(candidates))
     sample = sample_rows(queries, torch.Generator().manual_seed(SAMPLE_SEED))
     exact = torch.empty(len(sample), at, dtype=torch.int64)
     for start, scores in block_products(sample, candidates.T, block_rows(len(candidates), block)):
@@ -303,14 +312,15 @@ def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, 
     sizes = index.sizes().float()
     narrow_sample = sample @ index.basis
     width, dim, n = index.basis.shape[1], candidates.shape[1], len(candidates)
-    measured = Recall(0.0, at, 0, len(index.centroids), width, dim, 1.0, len(sample))
+    measured = Recall(0.0, at, length, 0, len(index.centroids), width, dim, 1.0, len(sample))
     for probes in sorted({min(p, len(index.centroids)) for p in PROBES}):
         scanned = float(sizes[nearest_clusters(narrow_sample, index.centroids, probes, block)].sum(1).mean())
         work = ((len(index.centroids) + scanned) * width + max(SHORTLIST, k + k // 2) * dim) / (n * dim)
         if work > MAX_WORK:
             break
-        found = search_index(index, sample, candidates, at, probes, block)[1]
-        measured = Recall(recall(found, exact), at, probes, len(index.centroids), width, dim, work, len(sample))
+        found = search_index(index, sample, candidates, length, probes, block)[1]
+        measured = Recall(recall(found, exact), at, length, probes, len(index.centroids), width, dim, work,
+                          len(sample))
         if measured.recall >= TARGET_RECALL:
             break
     return measured

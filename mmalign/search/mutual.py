@@ -22,6 +22,7 @@ from mmalign.report import SILENT, Reporter
 from mmalign.search import narrow
 from mmalign.search.blocks import block_products, csls_radii
 from mmalign.search.directions import rescore
+from mmalign.search.recall import describe
 
 
 COLUMN_BLOCK_BYTES = 64 * 2**20
@@ -157,7 +158,8 @@ def narrowed_lists(left: torch.Tensor, right: torch.Tensor, k: int, block: int, 
     col_values, col_index = rescore(right, left, col_short, k, block)
     reporter.info(
         f"narrowed search: {narrowing.basis.shape[1]} of {left.shape[1]} directions ({narrowing.energy:.1%} of the "
-        f"energy), shortlists of {shortlist} re-scored at full width: recall@{narrowing.at} {narrowing.recall:.3f} "
+        f"energy), shortlists of {shortlist} re-scored at full width: {describe(narrowing.at, narrowing.length)} "
+        f"{narrowing.recall:.3f} "
         f"against exact search on {narrowing.sample} sampled rows"
     )
     return row_values, row_index, col_values, col_index

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from mmalign.search.directions import leading_directions, rescore, width_for
-from mmalign.search.recall import RECALL_AT, SAMPLE_SEED, TARGET_RECALL, recall, sample_rows
+from mmalign.search.recall import SAMPLE_SEED, TARGET_RECALL, measured_lists, recall, sample_rows
 from mmalign.search.topk_lists import topk
 
 ENERGY = (0.9, 0.95, 0.98, 0.99, 0.995)
@@ -51,7 +51,8 @@ class Narrowing:
     basis: Tensor  # d × d', orthonormal columns
     energy: float
     recall: float
-    at: int
+    at: int  # exact best counted (:data:`~mmalign.search.recall.RECALL_AT`)
+    length: int  # in lists of this many
     sample: int
 
 
@@ -60,7 +61,7 @@ def choose(left: Tensor, right: Tensor, k: int, block: int) -> Narrowing | None:
     both sides' rows, or None when no basis narrow enough does."""
     d = left.shape[1]
     directions, energy = leading_directions(left, right)
-    at = min(max(k, RECALL_AT), len(left), len(right))
+    at, length = measured_lists(k, min(len(left), len(right)))
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
     samples = [(sample_rows(rows, generator), others)
                for rows, others in ((left, right), (right, left))]
@@ -70,10 +71,10 @@ def choose(left: Tensor, right: Tensor, k: int, block: int) -> Narrowing | None:
         if width > MAX_WIDTH * d:
             return None
         basis = directions[:, :width]
-        found = [_narrow_topk(queries, others, basis, at, block) for queries, others in samples]
+        found = [_narrow_topk(queries, others, basis, length, block) for queries, others in samples]
         got = min(recall(f, e) for f, e in zip(found, exact))
         if got >= TARGET_RECALL:
-            return Narrowing(basis, level, got, at, sum(len(q) for q, _ in samples))
+            return Narrowing(basis, level, got, at, length, sum(len(q) for q, _ in samples))
     return None
 
 

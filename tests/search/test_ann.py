@@ -74,6 +74,17 @@ def test_calibration_probes_until_the_sample_recall_is_reached() -> None:
     assert recall(found, exact) >= TARGET_RECALL - 0.02  # the sample speaks for the rest
 
 
+def test_longer_lists_are_held_to_the_target_on_their_best_ten() -> None:
+    left, right = low_rank_pairs(4000, rank=24)
+    index = ann.build_index(left, right)
+    measured = ann.calibrate(index, left, right, 50, 4096)
+    assert (measured.at, measured.length) == (RECALL_AT, 50)
+    assert measured.recall >= TARGET_RECALL
+    exact = topk(left, right, 50, backend="torch")[1]
+    found = ann.search_index(index, left, right, 50, measured.probes, 4096)[1]
+    assert recall(found, exact[:, :RECALL_AT]) >= TARGET_RECALL - 0.02  # the best ten, not the tail
+
+
 def test_queries_whose_probed_clusters_hold_too_few_candidates_are_searched_exactly() -> None:
     left, right = low_rank_pairs(1000)
     index = ann.build_index(left, right)
