@@ -59,10 +59,11 @@ SAMPLE_PER_CLUSTER = 32
 ITERATIONS = 8
 """k-means rounds."""
 
-PROBES = tuple(round(8 * 2 ** (step / 2)) for step in range(17))
-"""Clusters probed per query (8, 11, 16, 23, ... 2,048: steps of √2), tried in turn until the
-sampled recall reaches the target: doubling overshot it by up to twice the work needed
-(docs/benchmarks.md, approximate nearest-neighbour search)."""
+PROBES = tuple(round(8 * 2 ** (step / 4)) for step in range(33))
+"""Clusters probed per query (8, 10, 11, 13, 16, ... 2,048: steps of 2^¼), tried in turn until
+the sampled recall reaches the target. Each step costs a search of the small sample; a coarse
+grid costs the whole search its overshoot (doubling: up to twice the work needed; steps of √2:
+up to 41%; docs/benchmarks.md, approximate nearest-neighbour search)."""
 
 SHORTLIST = 32
 """Candidates per query re-scored at full width (at least 1.5k)."""
