@@ -304,8 +304,9 @@ def search_index(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: in
 
 def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, block: int) -> Recall:
     """The fewest probes of :data:`PROBES` whose lists hold :data:`TARGET_RECALL` of the exact
-    best :data:`~mmalign.search.recall.RECALL_AT` of a sample of the queries, stopping where the probing would cost
-    more than :data:`MAX_WORK` of exact search; the recall and work measured at it."""
+    best :data:`~mmalign.search.recall.RECALL_AT` of a sample of the queries, stopping where
+    the probing would cost more than :data:`MAX_WORK` of exact search; the recall and work
+    measured at it."""
     at, length = measured_lists(k, len(candidates))
     sample = sample_rows(queries, torch.Generator().manual_seed(SAMPLE_SEED))
     exact = torch.empty(len(sample), at, dtype=torch.int64)
