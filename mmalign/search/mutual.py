@@ -159,8 +159,7 @@ def narrowed_lists(left: torch.Tensor, right: torch.Tensor, k: int, block: int, 
     reporter.info(
         f"narrowed search: {narrowing.basis.shape[1]} of {left.shape[1]} directions ({narrowing.energy:.1%} of the "
         f"energy), shortlists of {shortlist} re-scored at full width: {describe(narrowing.at, narrowing.length)} "
-        f"{narrowing.recall:.3f} "
-        f"against exact search on {narrowing.sample} sampled rows"
+        f"{narrowing.recall:.3f} against exact search on {narrowing.sample} sampled rows"
     )
     return row_values, row_index, col_values, col_index
 

@@ -18,7 +18,7 @@ RECALL_AT = 10
 ``max(k, RECALL_AT)``. Not fewer: a top-1 recall on a few hundred queries is too coarse. Not
 the whole list when ``k`` is longer: what a list is read for is its best candidates (the top
 of a ranking, Sinkhorn's strongest entries); its tail is context, and holding the tail to the
-target too cost a third more probes at 1M a side (docs/benchmarks.md)."""
+target too took more probes for the same output (docs/benchmarks.md)."""
 
 SAMPLE = 256
 """Queries searched exactly to measure recall."""

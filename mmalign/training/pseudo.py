@@ -57,10 +57,9 @@ class PseudoConfig(Section):
     check_every: int = 10
     window: int = 20
     # The window ends at every check (pairs renewed every check_every epochs) instead of at every
-    # window // check_every-th. With start 10 (pairs from epoch 30, renewed every 10 epochs) the
-    # members gained as much by epoch 60-70 as by 100 and the DBP15K / DB15K runs ended 0.3-0.8
-    # points higher, but validation kept gaining for longer: ja_en trained 120 + 130 epochs
-    # instead of 110 + 100, so it is off (docs/benchmarks.md, "Pseudo pairs renewed at every check").
+    # window // check_every-th. More accurate, but validation kept gaining for longer, so runs
+    # trained longer: off (docs/benchmarks.md, "A trial dropped on the AMD EPYC (2026-12-05):
+    # pseudo pairs renewed at every check").
     slide: bool = False
     pool: PseudoPool = PseudoPool.ALL
     # zh_en test H@1 0.779 against 0.765 for adding (docs/benchmarks.md).
