@@ -90,9 +90,9 @@ def use_ann(n_queries: int, n_candidates: int, ann_from: int) -> bool:
 @dataclass(frozen=True)
 class Recall:
     """What the sample measured: the share of each sampled query's exact best ``at``
-    (:data:`~mmalign.search.recall.RECALL_AT`) found in its list of ``length``, probing ``probes`` of
-    ``clusters`` clusters at width ``width`` of ``dim``, on ``sample`` queries; ``work`` is the
-    share of an exact search's products the whole search does."""
+    (:data:`~mmalign.search.recall.RECALL_AT`) found in its list of ``length``, probing
+    ``probes`` of ``clusters`` clusters at width ``width`` of ``dim``, on ``sample`` queries;
+    ``work`` is the share of an exact search's products the whole search does."""
 
     recall: float
     at: int
