@@ -5,9 +5,10 @@ Exact search costs queries × candidates products of full width d: 300k × 300k 
 is about 25 minutes on a 2-core CPU, 1M × 1M hours. Above a size threshold
 (``compute.ann_from``) :func:`mmalign.search.topk` reads its lists from here instead:
 
-1. **Directions.** Rows are projected on the leading directions holding :data:`ENERGY` of both
+1. **Directions.** Rows are projected on the leading directions holding a share of both
    sides' energy (:mod:`~mmalign.search.directions`): width w, a third of d or less on
-   trained embeddings.
+   trained embeddings. Each share of :data:`ENERGY` is clustered and calibrated (steps 2
+   and 5); the search uses the one that reaches the target with the fewest products.
 2. **Clusters.** Spherical k-means (seeded, :data:`ITERATIONS` rounds over a sample) splits the
    candidates into about 2·√N clusters; each candidate joins its nearest centroid.
 3. **Probing.** Each query probes the ``P`` clusters whose centroids score highest. One cluster
@@ -15,7 +16,7 @@ is about 25 minutes on a 2-core CPU, 1M × 1M hours. Above a size threshold
    (BLAS, not a scan per query), and each query keeps its :data:`SHORTLIST` best.
 4. **Re-scoring.** The shortlist is scored at full width; its best ``k`` are the answer.
 
-``P`` is measured, not assumed: a sample of the queries is searched exactly and ``P`` grows
+5. **Calibration.** ``P`` is measured, not assumed: a sample of the queries is searched exactly and ``P`` grows
 (:data:`PROBES`) until the sample's lists hold :data:`~mmalign.search.recall.TARGET_RECALL` of
 each query's exact best :data:`~mmalign.search.recall.RECALL_AT`. When the probing that takes
 would cost more than :data:`MAX_WORK` of an exact search's products, the search stays exact,
@@ -44,8 +45,11 @@ from mmalign.search.blocks import block_products, block_rows
 from mmalign.search.directions import leading_directions, rescore, width_for
 from mmalign.search.recall import SAMPLE_SEED, TARGET_RECALL, describe, measured_lists, recall, sample_rows
 
-ENERGY = 0.98
-"""Share of the rows' energy the leading directions keep."""
+ENERGY = (0.95, 0.98)
+"""Shares of the rows' energy the leading directions may keep. Narrower products cost less
+per scanned pair; coarser scores need more probes for the same recall, or cannot reach it
+(rows with little energy outside their leading directions). Which wins depends on the
+embeddings, so both are measured (docs/benchmarks.md, approximate nearest-neighbour search)."""
 
 CLUSTERS_PER_ROOT = 2
 """Clusters per square root of the candidates (a power of two near 2·√N)."""
@@ -134,10 +138,9 @@ def ann_topk(queries: Tensor, candidates: Tensor, k: int, reporter: Reporter, *,
     ``queries`` and ``candidates`` are float32 matrices of the same width.
     """
     k = min(k, len(candidates))
-    with reporter.progress("clustering the candidates", total=None):
-        index = build_index(queries, candidates, block)
-    measured = calibrate(index, queries, candidates, k, block)
-    if not measured.pays:
+    with reporter.progress("clustering the candidates and measuring recall", total=None):
+        index, measured = measured_index(queries, candidates, k, block)
+    if index is None:
         reporter.info(
             f"exact search of {len(candidates):,} candidates: no probing reached "
             f"{describe(measured.at, measured.length)} "
@@ -167,10 +170,37 @@ def cluster_count(n_candidates: int) -> int:
     return max(1, min(count, n_candidates // MIN_MEMBERS))
 
 
-def build_index(queries: Tensor, candidates: Tensor, block: int = 4096) -> ClusterIndex:
-    """The candidates' clusters in the leading directions of both sides."""
-    directions, energy = leading_directions(queries, candidates)
-    basis = directions[:, : width_for(energy, ENERGY)].contiguous()
+def measured_index(queries: Tensor, candidates: Tensor, k: int, block: int) -> tuple[ClusterIndex | None, Recall]:
+    """The index of the :data:`ENERGY` share whose probing pays with the fewest products, and
+    what its calibration measured; None and the last measurement where no share pays.
+
+    A later share's calibration stops where its products pass the best so far, so a losing
+    share costs little more than its clustering.
+    """
+    directions = leading_directions(queries, candidates)
+    best: tuple[ClusterIndex, Recall] | None = None
+    measured: Recall | None = None
+    widths: set[int] = set()
+    for level in ENERGY:
+        index = build_index(queries, candidates, block, level=level, directions=directions)
+        if index.basis.shape[1] in widths:
+            continue
+        widths.add(index.basis.shape[1])
+        measured = calibrate(index, queries, candidates, k, block, max_work=best[1].work if best else MAX_WORK)
+        if measured.pays and (best is None or measured.work < best[1].work):
+            best = (index, measured)
+        del index
+    assert measured is not None
+    return best if best is not None else (None, measured)
+
+
+def build_index(queries: Tensor, candidates: Tensor, block: int = 4096, *, level: float = ENERGY[-1],
+                directions: tuple[Tensor, Tensor] | None = None) -> ClusterIndex:
+    """The candidates' clusters in the leading directions of both sides holding ``level`` of
+    their energy (``directions``: :func:`~mmalign.search.directions.leading_directions` of the
+    two sides, when already computed)."""
+    basis, energy = leading_directions(queries, candidates) if directions is None else directions
+    basis = basis[:, : width_for(energy, level)].contiguous()
     narrow = candidates @ basis
     centroids = kmeans(narrow, cluster_count(len(candidates)), block)
     assignment = nearest_clusters(narrow, centroids, 1, block).squeeze(1)
@@ -302,11 +332,12 @@ def search_index(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: in
     return values, rows
 
 
-def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, block: int) -> Recall:
+def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, block: int, *,
+              max_work: float = MAX_WORK) -> Recall:
     """The fewest probes of :data:`PROBES` whose lists hold :data:`TARGET_RECALL` of the exact
     best :data:`~mmalign.search.recall.RECALL_AT` of a sample of the queries, stopping where
-    the probing would cost more than :data:`MAX_WORK` of exact search; the recall and work
-    measured at it."""
+    the probing would cost more than ``max_work`` of exact search's products; the recall and
+    work measured at it."""
     at, length = measured_lists(k, len(candidates))
     sample = sample_rows(queries, torch.Generator().manual_seed(SAMPLE_SEED))
     exact = torch.empty(len(sample), at, dtype=torch.int64)
@@ -319,7 +350,7 @@ def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, 
     for probes in sorted({min(p, len(index.centroids)) for p in PROBES}):
         scanned = float(sizes[nearest_clusters(narrow_sample, index.centroids, probes, block)].sum(1).mean())
         work = ((len(index.centroids) + scanned) * width + max(SHORTLIST, k + k // 2) * dim) / (n * dim)
-        if work > MAX_WORK:
+        if work > max_work:
             break
         found = search_index(index, sample, candidates, length, probes, block)[1]
         measured = Recall(recall(found, exact), at, length, probes, len(index.centroids), width, dim, work,

@@ -25,6 +25,17 @@ def low_rank_pairs(n: int = 3000, d: int = 128, rank: int = 12) -> tuple[torch.T
     return left @ basis.T, right @ basis.T
 
 
+def decaying_pairs(n: int = 4000, d: int = 128, rank: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`low_rank_pairs`, with energy falling by 0.8 per direction: the last few
+    percent of it spread over many directions, as trained embeddings hold theirs."""
+    basis = torch.linalg.qr(torch.randn(d, rank, generator=torch.Generator().manual_seed(7)))[0]
+    weights = 0.8 ** torch.arange(rank, dtype=torch.float32)
+    left = torch.nn.functional.normalize(unit(n, rank, seed=1) * weights, dim=1)
+    noise = torch.randn(n, rank, generator=torch.Generator().manual_seed(2)) * weights
+    right = torch.nn.functional.normalize(left + 0.05 * noise, dim=1)
+    return left @ basis.T, right @ basis.T
+
+
 @pytest.mark.parametrize("csls_k", [0, 3])
 def test_approximate_lists_equal_exact_on_easy_data(csls_k: int) -> None:
     left, right = low_rank_pairs()
@@ -72,6 +83,19 @@ def test_calibration_probes_until_the_sample_recall_is_reached() -> None:
     exact = topk(left, right, 10, backend="torch")[1]
     found = ann.search_index(index, left, right, 10, measured.probes, 4096)[1]
     assert recall(found, exact) >= TARGET_RECALL - 0.02  # the sample speaks for the rest
+
+
+def test_the_search_uses_the_share_of_energy_that_pays_with_the_fewest_products() -> None:
+    narrower_fails = low_rank_pairs(4000, rank=24)  # 95% of the energy leaves out too much
+    narrower_wins = decaying_pairs()
+    for (left, right), narrower_pays in ((narrower_fails, False), (narrower_wins, True)):
+        per_share = [ann.calibrate(ann.build_index(left, right, level=level), left, right, 10, 4096)
+                     for level in ann.ENERGY]
+        index, chosen = ann.measured_index(left, right, 10, 4096)
+        assert index is not None and index.basis.shape[1] == chosen.width
+        assert chosen == min((m for m in per_share if m.pays), key=lambda m: m.work)
+        assert per_share[0].pays is narrower_pays
+        assert (chosen.width < per_share[-1].width) is narrower_pays
 
 
 def test_longer_lists_are_held_to_the_target_on_their_best_ten() -> None:
