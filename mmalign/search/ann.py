@@ -70,7 +70,9 @@ grid costs the whole search its overshoot (doubling: up to twice the work needed
 up to 41%; docs/benchmarks.md, approximate nearest-neighbour search)."""
 
 SHORTLIST = 32
-"""Candidates per query re-scored at full width (at least 1.5k)."""
+"""Candidates per query re-scored at full width, at least twice the list: narrowed scores
+misorder a list's tail, more so in fewer directions, and re-scoring twice the list puts it
+back (docs/benchmarks.md, approximate nearest-neighbour search)."""
 
 FIRST_PROBES = 16
 """Clusters of the first pass, which sets each query's floor for the full one; each gives its
@@ -323,13 +325,18 @@ def search_index(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: in
                  reporter: Reporter = SILENT) -> tuple[Tensor, Tensor]:
     """Each query's ``k`` best candidates found by probing ``probes`` clusters: (scores, rows),
     best first, scores at full width."""
-    shortlist = min(max(SHORTLIST, k + k // 2), len(candidates))
+    shortlist = min(shortlist_length(k), len(candidates))
     short = shortlists(index, queries @ index.basis, probes, shortlist, block, reporter)
     values, rows = rescore(queries, candidates, short, k, block)
     short_of_k = torch.nonzero((rows < 0).any(1)).flatten()  # probed clusters held fewer than k
     if len(short_of_k):
         values[short_of_k], rows[short_of_k] = (queries[short_of_k] @ candidates.T).topk(k, dim=1)
     return values, rows
+
+
+def shortlist_length(k: int) -> int:
+    """Candidates per query re-scored at full width for lists of ``k``: :data:`SHORTLIST`, at least 2k."""
+    return max(SHORTLIST, 2 * k)
 
 
 def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, block: int, *,
@@ -349,7 +356,7 @@ def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, 
     measured = Recall(0.0, at, length, 0, len(index.centroids), width, dim, 1.0, len(sample))
     for probes in sorted({min(p, len(index.centroids)) for p in PROBES}):
         scanned = float(sizes[nearest_clusters(narrow_sample, index.centroids, probes, block)].sum(1).mean())
-        work = ((len(index.centroids) + scanned) * width + max(SHORTLIST, k + k // 2) * dim) / (n * dim)
+        work = ((len(index.centroids) + scanned) * width + shortlist_length(k) * dim) / (n * dim)
         if work > max_work:
             break
         found = search_index(index, sample, candidates, length, probes, block)[1]
