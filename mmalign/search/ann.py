@@ -64,9 +64,9 @@ ITERATIONS = 8
 """k-means rounds."""
 
 PROBES = tuple(round(8 * 2 ** (step / 4)) for step in range(33))
-"""Clusters probed per query (8, 10, 11, 13, 16, ... 2,048: steps of 2^¼), tried in turn until
-the sampled recall reaches the target. Each step costs a search of the small sample; a coarse
-grid costs the whole search its overshoot (doubling: up to twice the work needed; steps of √2:
+"""Clusters probed per query (8, 10, 11, 13, 16, ... 2,048: steps of 2^¼), among which the
+calibration finds the fewest reaching the sampled recall target. A coarse grid costs the
+whole search its overshoot (doubling: up to twice the work needed; steps of √2:
 up to 41%; docs/benchmarks.md, approximate nearest-neighbour search)."""
 
 SHORTLIST = 32
@@ -342,9 +342,14 @@ def shortlist_length(k: int) -> int:
 def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, block: int, *,
               max_work: float = MAX_WORK) -> Recall:
     """The fewest probes of :data:`PROBES` whose lists hold :data:`TARGET_RECALL` of the exact
-    best :data:`~mmalign.search.recall.RECALL_AT` of a sample of the queries, stopping where
-    the probing would cost more than ``max_work`` of exact search's products; the recall and
-    work measured at it."""
+    best :data:`~mmalign.search.recall.RECALL_AT` of a sample of the queries, among those whose
+    probing costs at most ``max_work`` of exact search's products; the recall and work
+    measured at it (where none reaches the target: at the last probes tried, or none).
+
+    Found by bisection over the grid, as the recall grows with the probes: a handful of
+    sample searches instead of one per step, which on the sample cost about the same
+    whatever the probes (every cluster is visited once the sample probes a few each).
+    """
     at, length = measured_lists(k, len(candidates))
     sample = sample_rows(queries, torch.Generator().manual_seed(SAMPLE_SEED))
     exact = torch.empty(len(sample), at, dtype=torch.int64)
@@ -353,15 +358,24 @@ def calibrate(index: ClusterIndex, queries: Tensor, candidates: Tensor, k: int, 
     sizes = index.sizes().float()
     narrow_sample = sample @ index.basis
     width, dim, n = index.basis.shape[1], candidates.shape[1], len(candidates)
-    measured = Recall(0.0, at, length, 0, len(index.centroids), width, dim, 1.0, len(sample))
+    probe_order = nearest_clusters(narrow_sample, index.centroids, len(index.centroids), block)
+    scanned = sizes[probe_order].cumsum(1).mean(0)  # mean candidates scanned at 1, 2, ... probes
+    affordable: list[tuple[int, float]] = []
     for probes in sorted({min(p, len(index.centroids)) for p in PROBES}):
-        scanned = float(sizes[nearest_clusters(narrow_sample, index.centroids, probes, block)].sum(1).mean())
-        work = ((len(index.centroids) + scanned) * width + shortlist_length(k) * dim) / (n * dim)
+        work = ((len(index.centroids) + float(scanned[probes - 1])) * width + shortlist_length(k) * dim) / (n * dim)
         if work > max_work:
             break
+        affordable.append((probes, work))
+    best = measured = Recall(0.0, at, length, 0, len(index.centroids), width, dim, 1.0, len(sample))
+    low, high = 0, len(affordable) - 1
+    while low <= high:
+        middle = (low + high) // 2
+        probes, work = affordable[middle]
         found = search_index(index, sample, candidates, length, probes, block)[1]
         measured = Recall(recall(found, exact), at, length, probes, len(index.centroids), width, dim, work,
                           len(sample))
         if measured.recall >= TARGET_RECALL:
-            break
-    return measured
+            best, high = measured, middle - 1
+        else:
+            low = middle + 1
+    return best if best.recall >= TARGET_RECALL else measured
