@@ -15,21 +15,14 @@ from mmalign.training.config import TrainConfig
 from vectors import unit
 
 
-def low_rank_pairs(n: int = 3000, d: int = 128, rank: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+def low_rank_pairs(n: int = 3000, d: int = 128, rank: int = 12,
+                   decay: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Alignment-like data: rows in a ``rank``-dimensional subspace of width ``d`` (as trained
-    embeddings hold few directions), each right row a slightly noisy copy of its left row."""
+    embeddings hold few directions), each right row a slightly noisy copy of its left row.
+    ``decay`` < 1 makes each direction hold that much less than the one before: the last few
+    percent of the energy spread over many directions, as trained embeddings hold theirs."""
     basis = torch.linalg.qr(torch.randn(d, rank, generator=torch.Generator().manual_seed(7)))[0]
-    left = unit(n, rank, seed=1)
-    noise = torch.randn(n, rank, generator=torch.Generator().manual_seed(2))
-    right = torch.nn.functional.normalize(left + 0.05 * noise, dim=1)
-    return left @ basis.T, right @ basis.T
-
-
-def decaying_pairs(n: int = 4000, d: int = 128, rank: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like :func:`low_rank_pairs`, with energy falling by 0.8 per direction: the last few
-    percent of it spread over many directions, as trained embeddings hold theirs."""
-    basis = torch.linalg.qr(torch.randn(d, rank, generator=torch.Generator().manual_seed(7)))[0]
-    weights = 0.8 ** torch.arange(rank, dtype=torch.float32)
+    weights = decay ** torch.arange(rank, dtype=torch.float32)
     left = torch.nn.functional.normalize(unit(n, rank, seed=1) * weights, dim=1)
     noise = torch.randn(n, rank, generator=torch.Generator().manual_seed(2)) * weights
     right = torch.nn.functional.normalize(left + 0.05 * noise, dim=1)
@@ -80,6 +73,8 @@ def test_calibration_probes_until_the_sample_recall_is_reached() -> None:
     assert measured.sample == SAMPLE and measured.at == RECALL_AT
     assert measured.recall >= TARGET_RECALL and measured.work < ann.MAX_WORK
     assert measured.probes > ann.PROBES[0]  # the first guess was not enough
+    fewer = ann.calibrate(index, left, right, 10, 4096, max_work=measured.work * 0.999)
+    assert fewer.probes < measured.probes and fewer.recall < TARGET_RECALL  # the fewest that reach it
     exact = topk(left, right, 10, backend="torch")[1]
     found = ann.search_index(index, left, right, 10, measured.probes, 4096)[1]
     assert recall(found, exact) >= TARGET_RECALL - 0.02  # the sample speaks for the rest
@@ -87,7 +82,7 @@ def test_calibration_probes_until_the_sample_recall_is_reached() -> None:
 
 def test_the_search_uses_the_share_of_energy_that_pays_with_the_fewest_products() -> None:
     narrower_fails = low_rank_pairs(4000, rank=24)  # 95% of the energy leaves out too much
-    narrower_wins = decaying_pairs()
+    narrower_wins = low_rank_pairs(4000, rank=32, decay=0.8)
     for (left, right), narrower_pays in ((narrower_fails, False), (narrower_wins, True)):
         per_share = [ann.calibrate(ann.build_index(left, right, level=level), left, right, 10, 4096)
                      for level in ann.ENERGY]
