@@ -15,13 +15,14 @@ is about 25 minutes on a 2-core CPU, 1M × 1M hours. Above a size threshold
    at a time, the queries probing it are multiplied with its members in one matrix product
    (BLAS, not a scan per query), and each query keeps its :data:`SHORTLIST` best.
 4. **Re-scoring.** The shortlist is scored at full width; its best ``k`` are the answer.
-
 5. **Calibration.** ``P`` is measured, not assumed: a sample of the queries is searched
-exactly, and ``P`` is the fewest of :data:`PROBES` (found by bisection) whose lists hold
-:data:`~mmalign.search.recall.TARGET_RECALL` of each query's exact best
-:data:`~mmalign.search.recall.RECALL_AT`. When the probing that takes would cost more than
-:data:`MAX_WORK` of an exact search's products, the search stays exact, so the approximate
-path is used only where it is both accurate and cheaper. Deterministic: the sample, the basis
+   exactly, and ``P`` is the fewest of :data:`PROBES` (found by bisection) whose lists hold
+   :data:`~mmalign.search.recall.TARGET_RECALL` of each query's exact best
+   :data:`~mmalign.search.recall.RECALL_AT`.
+
+When the probing that takes would cost more than :data:`MAX_WORK` of an exact search's
+products, the search stays exact, so the approximate path is used only where it is both
+accurate and cheaper. Deterministic: the sample, the basis
 and the k-means start come from fixed seeds, and every product is a dense matrix product at a
 fixed thread count.
 
