@@ -22,9 +22,8 @@ is about 25 minutes on a 2-core CPU, 1M × 1M hours. Above a size threshold
 
 When the probing that takes would cost more than :data:`MAX_WORK` of an exact search's
 products, the search stays exact, so the approximate path is used only where it is both
-accurate and cheaper. Deterministic: the sample, the basis
-and the k-means start come from fixed seeds, and every product is a dense matrix product at a
-fixed thread count.
+accurate and cheaper. Deterministic: the sample, the basis and the k-means start come from
+fixed seeds, and every product is a dense matrix product at a fixed thread count.
 
 Why not a graph index (faiss HNSW, used before): built on one thread for determinism, its
 build alone took 20 minutes at 1M × 1200, and on trained embeddings the beam its recall
