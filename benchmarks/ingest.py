@@ -45,7 +45,7 @@ def main() -> None:
     from mmalign.machine import machine_line  # after the children: see benchmarks/children.py
 
     print(machine_line("n/a (no dense products)"))
-    print(f"| dataset | ingest s | peak RSS MB | re-run (up to date) s |\n| --- | ---: | ---: | ---: |")
+    print("| dataset | ingest s | peak RSS MB | re-run (up to date) s |\n| --- | ---: | ---: | ---: |")
     for name, seconds, peak, again in rows:
         print(f"| {name} | {seconds:.1f} | {peak:.0f} | {again:.1f} |")
     print(f"\n{GOAL}")
