@@ -160,9 +160,9 @@ def _leave_if_a_rank() -> None:
     By now the run folder is complete and the process group is down. Yet a rank of the
     2-rank test sometimes aborted here (SIGABRT, "terminate called without an active
     exception": a native thread destroyed while still joinable, as when static objects are
-    torn down at exit), so torchrun reported a failed run whose folder was complete. ``os._exit`` skips that teardown; the output streams are flushed
-    first, and no file of the run is open any more (every one is written atomically and
-    closed).
+    torn down at exit), so torchrun reported a failed run whose folder was complete.
+    ``os._exit`` skips that teardown; the output streams are flushed first, and no file of the
+    run is open any more (every one is written atomically and closed).
     """
     if distributed.world_size() > 1:
         sys.stdout.flush()

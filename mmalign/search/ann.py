@@ -185,10 +185,11 @@ def measured_index(queries: Tensor, candidates: Tensor, k: int, block: int) -> t
     measured: Recall | None = None
     widths: set[int] = set()
     for level in ENERGY:
-        index = build_index(queries, candidates, block, level=level, directions=directions)
-        if index.basis.shape[1] in widths:
+        width = width_for(directions[1], level)
+        if width in widths:  # the same directions as a share already measured
             continue
-        widths.add(index.basis.shape[1])
+        widths.add(width)
+        index = build_index(queries, candidates, block, level=level, directions=directions)
         measured = calibrate(index, queries, candidates, k, block, max_work=best[1].work if best else MAX_WORK)
         if measured.pays and (best is None or measured.work < best[1].work):
             best = (index, measured)
