@@ -136,7 +136,8 @@ def predict(
     if sinkhorn:
         scores, indices = search.sinkhorn_topk(
             query_rows, candidate_rows, top_k, lists=ranks.sinkhorn_lists, temperature=ranks.sinkhorn_temperature,
-            iterations=ranks.sinkhorn_iterations, ann_from=ann_setting(config), reporter=reporter,
+            iterations=ranks.sinkhorn_iterations, sides=ranks.sinkhorn_sides, ann_from=ann_setting(config),
+            reporter=reporter,
         )
     else:
         scores, indices = search.topk(

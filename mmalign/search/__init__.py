@@ -19,7 +19,8 @@ the mean of candidate j's ``csls_k`` largest cosines over the queries.
   (``mutual``).
 - :func:`one_to_one`: a greedy, stable 1:1 matching from top-k lists (``matching``).
 - :func:`sinkhorn_ranks`, :func:`sinkhorn_topk`: ranks and top-k lists under
-  Sinkhorn-normalised cosines over both sides' lists (``sinkhorn``), the assignment view.
+  Sinkhorn-normalised cosines over the queries' lists (or both sides', :class:`ListSides`), the
+  assignment view.
 
 Above a size (``ann_from`` rows on both sides: the settings ``compute.ann_from`` for
 ``predict`` and ``link``, ``compute.pseudo_ann_from`` for the pseudo-pair search) :func:`topk`
@@ -35,13 +36,14 @@ from mmalign.search.faiss_backend import faiss_available
 from mmalign.search.matching import one_to_one
 from mmalign.search.mutual import mutual_nearest
 from mmalign.search.ranks import rank_of_targets
-from mmalign.search.sinkhorn import sinkhorn_ranks, sinkhorn_topk
+from mmalign.search.sinkhorn import ListSides, sinkhorn_ranks, sinkhorn_topk
 from mmalign.search.topk_lists import Backend, topk, topk_both_ways
 
 __all__ = [
     "BLOCK_BYTES",
     "MIN_ROWS",
     "Backend",
+    "ListSides",
     "block_rows",
     "faiss_available",
     "mutual_nearest",

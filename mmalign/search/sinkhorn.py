@@ -1,4 +1,4 @@
-"""Sinkhorn ranking: similarities made doubly stochastic over both sides' candidate lists.
+"""Sinkhorn ranking: similarities made doubly stochastic over the queries' candidate lists.
 
 Why: alignment is close to an assignment. Most entities have one counterpart, so a KG2
 entity near many KG1 entities (a hub) can be the counterpart of one of them at most. CSLS
@@ -10,8 +10,12 @@ here. Measured on saved runs of every benchmark (docs/benchmarks.md), it ranked 
 pairs first than CSLS in every one.
 
 Sparse, so it runs at any size: ``exp(cos / 0.02)`` of a pair 0.1 below a row's best weighs
-e⁻⁵ of it, so only the pairs in either side's ``lists`` best (exact search, both directions)
-are kept: (queries + candidates) × ``lists`` entries instead of a queries × candidates matrix.
+e⁻⁵ of it, so only the pairs among each query's ``lists`` best (:class:`ListSides`
+``queries``) are kept: queries × ``lists`` entries instead of a queries × candidates matrix.
+Each query's 100 best came closer to the dense matrix than each side's 50 best, the same
+number of entries, on both DBP15K protocols, and they take one search instead of two: the
+second search was half of ``predict``'s time at 1M a side (docs/benchmarks.md, Sinkhorn
+ranking). ``both`` (each side's best: what runs before the setting did) stays a choice.
 
 Ranks: a query's kept candidates come first, by Sinkhorn score (equal scores: lower candidate
 index first), then the others by CSLS (cosine at ``csls_k`` 0), as they rank without
@@ -30,6 +34,14 @@ from mmalign.report import SILENT, Reporter
 from mmalign.search.blocks import checked, csls_radii, neighbourhood_radii
 from mmalign.search.ranks import rank_of_targets
 from mmalign.search.topk_lists import topk
+from mmalign.settings import Choice
+
+
+class ListSides(Choice):
+    """Whose best candidates make the kept pairs (``ranking.sinkhorn_sides``)."""
+
+    QUERIES = "queries"  # each query's ``lists`` best: one search
+    BOTH = "both"  # each query's and each candidate's ``lists`` best: two searches
 
 
 @dataclass(frozen=True)
@@ -41,27 +53,32 @@ class Entries:
     log_scores: Tensor  # log of the normalised mass
     cosines: Tensor
     starts: Tensor  # first entry of each query (n_queries + 1 offsets)
-    column_top: Tensor  # each candidate's ``lists`` best cosines towards the queries, best first
+    column_top: Tensor | None  # with ``both``: each candidate's best cosines towards the queries, best first
 
 
 def sinkhorn_entries(queries: Tensor, candidates: Tensor, *, lists: int, temperature: float, iterations: int,
-                     ann_from: int = 0, block: int = 4096, reporter: Reporter = SILENT) -> Entries:
-    """Sinkhorn scores of the pairs in either side's ``lists`` best by cosine; rows normalised
-    first, then columns, ``iterations`` times (as SEU does), in the log domain.
+                     sides: ListSides = ListSides.QUERIES, ann_from: int = 0, block: int = 4096,
+                     reporter: Reporter = SILENT) -> Entries:
+    """Sinkhorn scores of the pairs in the ``lists`` best by cosine of each query (``sides``
+    ``queries``) or of either side (``both``); rows normalised first, then columns,
+    ``iterations`` times (as SEU does), in the log domain.
 
-    Both sides' lists are approximate when both hold at least ``ann_from`` rows (see
+    The lists are approximate when both sides hold at least ``ann_from`` rows (see
     :func:`~mmalign.search.topk`), exact otherwise.
     """
     queries, candidates = checked(queries, candidates)
     n_q, n_c = len(queries), len(candidates)
     f_values, f_index = topk(queries, candidates, lists, block=block, ann_from=ann_from, reporter=reporter)
-    b_values, b_index = topk(candidates, queries, lists, block=block, ann_from=ann_from, reporter=reporter)
-    rows = torch.cat([torch.arange(n_q).repeat_interleave(f_index.shape[1]), b_index.flatten()])
-    columns = torch.cat([f_index.flatten(), torch.arange(n_c).repeat_interleave(b_index.shape[1])])
+    rows, columns = torch.arange(n_q).repeat_interleave(f_index.shape[1]), f_index.flatten()
+    cosines, column_top = f_values.flatten(), None
+    if sides is ListSides.BOTH:
+        column_top, b_index = topk(candidates, queries, lists, block=block, ann_from=ann_from, reporter=reporter)
+        rows = torch.cat([rows, b_index.flatten()])
+        columns = torch.cat([columns, torch.arange(n_c).repeat_interleave(b_index.shape[1])])
+        cosines = torch.cat([cosines, column_top.flatten()])
     keys, inverse = torch.unique(rows * n_c + columns, return_inverse=True)
     # A pair in both lists has two products of the same rows; the larger is kept, deterministically.
-    cosines = torch.full((len(keys),), float("-inf")).scatter_reduce(
-        0, inverse, torch.cat([f_values.flatten(), b_values.flatten()]), "amax")
+    cosines = torch.full((len(keys),), float("-inf")).scatter_reduce(0, inverse, cosines, "amax")
     rows, columns = keys // n_c, keys % n_c
     log_scores = cosines / temperature
     for _ in range(iterations):
@@ -74,11 +91,12 @@ def sinkhorn_entries(queries: Tensor, candidates: Tensor, *, lists: int, tempera
     rows, columns, log_scores, cosines = rows[order], columns[order], log_scores[order], cosines[order]
     starts = torch.zeros(n_q + 1, dtype=torch.int64)
     starts[1:] = torch.bincount(rows, minlength=n_q).cumsum(0)
-    return Entries(rows, columns, log_scores, cosines, starts, b_values)
+    return Entries(rows, columns, log_scores, cosines, starts, column_top)
 
 
 def sinkhorn_topk(queries: Tensor, candidates: Tensor, k: int, *, lists: int, temperature: float, iterations: int,
-                  ann_from: int = 0, block: int = 4096, reporter: Reporter = SILENT) -> tuple[Tensor, Tensor]:
+                  sides: ListSides = ListSides.QUERIES, ann_from: int = 0, block: int = 4096,
+                  reporter: Reporter = SILENT) -> tuple[Tensor, Tensor]:
     """Each query's ``k`` best candidates under Sinkhorn ranking, best first: (normalised
     weights in [0, 1], candidate indices), both (Q, min(k, C)).
 
@@ -89,14 +107,14 @@ def sinkhorn_topk(queries: Tensor, candidates: Tensor, k: int, *, lists: int, te
     if len(queries) == 0 or k == 0:
         return torch.empty(len(queries), k), torch.empty(len(queries), k, dtype=torch.int64)
     entries = sinkhorn_entries(queries, candidates, lists=max(lists, k), temperature=temperature,
-                               iterations=iterations, ann_from=ann_from, block=block, reporter=reporter)
+                               iterations=iterations, sides=sides, ann_from=ann_from, block=block, reporter=reporter)
     first = entries.starts[:-1, None] + torch.arange(k)
     return entries.log_scores[first].exp(), entries.columns[first]
 
 
 def sinkhorn_ranks(queries: Tensor, candidates: Tensor, targets: Tensor, *, lists: int, temperature: float,
-                   iterations: int, csls_k: int = 0, query_rows: Tensor | None = None, block: int = 4096,
-                   reporter: Reporter = SILENT) -> Tensor:
+                   iterations: int, sides: ListSides = ListSides.QUERIES, csls_k: int = 0,
+                   query_rows: Tensor | None = None, block: int = 4096, reporter: Reporter = SILENT) -> Tensor:
     """1-based rank of each target under Sinkhorn ranking (see the module), int64.
 
     Like :func:`~mmalign.search.rank_of_targets`: ``targets[p]`` is the candidate row of pair
@@ -107,7 +125,7 @@ def sinkhorn_ranks(queries: Tensor, candidates: Tensor, targets: Tensor, *, list
     if len(targets) == 0:
         return torch.empty(0, dtype=torch.int64)
     entries = sinkhorn_entries(queries, candidates, lists=lists, temperature=temperature, iterations=iterations,
-                               block=block, reporter=reporter)
+                               sides=sides, block=block, reporter=reporter)
     n_c = len(candidates)
     keys = entries.rows * n_c + entries.columns
     by_key = torch.argsort(keys)
@@ -128,12 +146,13 @@ def _ranks_after_the_lists(queries: Tensor, candidates: Tensor, targets: Tensor,
     (cosine at ``csls_k`` 0) among the candidates that are not entries.
 
     CSLS's query radius is the same for a whole row, so keys compare as ``2 cos − r_C``;
-    r_C is read off the candidates' lists when they hold ``csls_k`` cosines (a pass of its own
-    otherwise), so only the queries asked about are scored again.
+    r_C is read off the candidates' lists where they were searched and hold ``csls_k``
+    cosines (a pass of its own otherwise), so only the queries asked about are scored again.
     """
     r_c = None
+    top = entries.column_top
     if csls_k:
-        r_c = (csls_radii(entries.column_top, csls_k) if csls_k <= entries.column_top.shape[1]
+        r_c = (csls_radii(top, csls_k) if top is not None and csls_k <= top.shape[1]
                else neighbourhood_radii(candidates, queries, csls_k, block, reporter)[0])
     asked, rows = torch.unique(query_rows, return_inverse=True)
     full_rank = rank_of_targets(queries[asked], candidates, targets, csls_k=csls_k, query_rows=rows,

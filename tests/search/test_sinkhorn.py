@@ -9,7 +9,7 @@ import torch
 
 from mmalign.errors import MMAlignError
 from mmalign.evaluation import RankingConfig, RankMethod, evaluate_pairs
-from mmalign.search import rank_of_targets, sinkhorn_ranks, sinkhorn_topk
+from mmalign.search import ListSides, rank_of_targets, sinkhorn_ranks, sinkhorn_topk
 from mmalign.search.sinkhorn import sinkhorn_entries
 from vectors import unit
 
@@ -25,23 +25,39 @@ def dense_ranks(queries: torch.Tensor, candidates: torch.Tensor, targets: torch.
     return 1 + (scores > own).sum(1)
 
 
-def test_lists_holding_every_candidate_give_dense_sinkhorn() -> None:
+@pytest.mark.parametrize("sides", list(ListSides))
+def test_lists_holding_every_candidate_give_dense_sinkhorn(sides: ListSides) -> None:
     queries, candidates = unit(40, 16, seed=1), unit(40, 16, seed=2)
     targets = torch.arange(40)
-    got = sinkhorn_ranks(queries, candidates, targets, lists=40, temperature=0.05, iterations=10)
+    got = sinkhorn_ranks(queries, candidates, targets, lists=40, temperature=0.05, iterations=10, sides=sides)
     assert torch.equal(got, dense_ranks(queries, candidates, targets, 0.05, 10))
 
 
+def test_the_kept_pairs_are_the_queries_lists_or_both_sides() -> None:
+    """``queries`` keeps each query's best ``lists`` by cosine and nothing else; ``both`` adds
+    each candidate's best, so a candidate no query lists still has its pairs."""
+    queries, candidates = unit(30, 16, seed=11), unit(50, 16, seed=12)
+    mine = sinkhorn_entries(queries, candidates, lists=3, temperature=0.02, iterations=10)
+    best = (queries @ candidates.T).topk(3, dim=1).indices
+    assert torch.equal(mine.rows, torch.arange(30).repeat_interleave(3))
+    assert [set(mine.columns[mine.rows == q].tolist()) for q in range(30)] == [set(row.tolist()) for row in best]
+    both = sinkhorn_entries(queries, candidates, lists=3, temperature=0.02, iterations=10, sides=ListSides.BOTH)
+    kept = set(zip(both.rows.tolist(), both.columns.tolist()))
+    assert set(zip(mine.rows.tolist(), mine.columns.tolist())) < kept
+    assert set(both.columns.tolist()) == set(range(50))  # every candidate keeps its own best queries
+
+
+@pytest.mark.parametrize("sides", list(ListSides))
 @pytest.mark.parametrize("csls_k", [0, 2, 5])  # 5: more than the lists hold, its radii take a pass
-def test_every_candidate_gets_its_own_rank_when_the_lists_are_short(csls_k: int) -> None:
+def test_every_candidate_gets_its_own_rank_when_the_lists_are_short(csls_k: int, sides: ListSides) -> None:
     """All candidates as one query's targets: the ranks are exactly 1..C (the kept entries by
     Sinkhorn, then the rest by CSLS or cosine), so no rank is shared or skipped."""
     queries, candidates = unit(30, 16, seed=3), unit(50, 16, seed=4)
     for query in (0, 7):
         ranks = sinkhorn_ranks(queries, candidates, torch.arange(50), lists=3, temperature=0.02, iterations=10,
-                               csls_k=csls_k, query_rows=torch.full((50,), query))
+                               sides=sides, csls_k=csls_k, query_rows=torch.full((50,), query))
         assert sorted(ranks.tolist()) == list(range(1, 51))
-        entries = sinkhorn_entries(queries, candidates, lists=3, temperature=0.02, iterations=10)
+        entries = sinkhorn_entries(queries, candidates, lists=3, temperature=0.02, iterations=10, sides=sides)
         kept = entries.columns[entries.starts[query] : entries.starts[query + 1]]
         assert torch.equal(ranks[kept], torch.arange(1, len(kept) + 1))  # the entries first, best first
         rest = torch.tensor([c for c in range(50) if c not in set(kept.tolist())])
@@ -83,6 +99,8 @@ def test_ranking_settings_are_checked() -> None:
         RankingConfig(sinkhorn_lists=0)
     with pytest.raises(MMAlignError, match="unknown ranking 'hungarian'"):
         RankingConfig(method="hungarian")  # type: ignore[arg-type]
+    with pytest.raises(MMAlignError, match="unknown sinkhorn sides 'candidates'"):
+        RankingConfig(sinkhorn_sides="candidates")  # type: ignore[arg-type]
 
 
 def test_top_k_lists_agree_with_the_ranks() -> None:
