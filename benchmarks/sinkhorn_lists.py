@@ -65,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN")
     args = parser.parse_args()
-    print(f"machine: {machine_line('fp32')}", file=sys.stderr)
+    print(machine_line("fp32"), file=sys.stderr)
     print("| run | protocol | pairs kept | pairs listed | H@1 | H@10 | rank-1 as dense | seconds |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for spec in args.runs:
