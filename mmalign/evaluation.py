@@ -40,7 +40,7 @@ Metrics = dict[str, float | int]
 class RankMethod(Choice):
     """How the candidates of a query are ordered."""
 
-    # Sinkhorn-normalised cosines over the queries' candidate lists: more test pairs ranked first
+    # Sinkhorn-normalised cosines over both sides' candidate lists: more test pairs ranked first
     # than CSLS on every saved benchmark run (docs/benchmarks.md).
     SINKHORN = "sinkhorn"
     CSLS = "csls"  # CSLS with selection.csls (cosine at 0): what runs before this setting reported
@@ -58,12 +58,14 @@ class RankingConfig(Section):
     # SEU's values (Mao et al., 2021: exp(50 · cos), 10 iterations), not tuned here.
     sinkhorn_temperature: float = 0.02
     sinkhorn_iterations: int = 10
-    # Each query's best candidates kept (by cosine) for the normalisation: longer lists, closer
-    # to SEU's dense matrix; queries × 100 entries is little memory at any size.
-    sinkhorn_lists: int = 100
-    # Whose lists: each query's (one search), or each side's (``both``: two searches, the
-    # candidates' lists of ``sinkhorn_lists`` too; what runs before this setting did).
-    sinkhorn_sides: ListSides = ListSides.QUERIES
+    # Best candidates kept (by cosine) for the normalisation, per row of each side in
+    # ``sinkhorn_sides``: longer lists, closer to SEU's dense matrix; (queries + candidates) × 50
+    # entries is little memory at any size.
+    sinkhorn_lists: int = 50
+    # Whose lists: each side's (``both``: two searches), or each query's only (one search: half
+    # of ``predict``'s search at scale, but the candidates' lists hold true pairs the queries'
+    # miss where the model or the approximate search is weak, docs/benchmarks.md).
+    sinkhorn_sides: ListSides = ListSides.BOTH
 
     def check(self) -> None:
         if not self.sinkhorn_temperature > 0:

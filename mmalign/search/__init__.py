@@ -19,7 +19,7 @@ the mean of candidate j's ``csls_k`` largest cosines over the queries.
   (``mutual``).
 - :func:`one_to_one`: a greedy, stable 1:1 matching from top-k lists (``matching``).
 - :func:`sinkhorn_ranks`, :func:`sinkhorn_topk`: ranks and top-k lists under
-  Sinkhorn-normalised cosines over the queries' lists (or both sides', :class:`ListSides`), the
+  Sinkhorn-normalised cosines over both sides' lists (or the queries', :class:`ListSides`), the
   assignment view.
 
 Above a size (``ann_from`` rows on both sides: the settings ``compute.ann_from`` for

@@ -1,4 +1,4 @@
-"""Sinkhorn ranking: similarities made doubly stochastic over the queries' candidate lists.
+"""Sinkhorn ranking: similarities made doubly stochastic over both sides' candidate lists.
 
 Why: alignment is close to an assignment. Most entities have one counterpart, so a KG2
 entity near many KG1 entities (a hub) can be the counterpart of one of them at most. CSLS
@@ -10,12 +10,13 @@ here. Measured on saved runs of every benchmark (docs/benchmarks.md), it ranked 
 pairs first than CSLS in every one.
 
 Sparse, so it runs at any size: ``exp(cos / 0.02)`` of a pair 0.1 below a row's best weighs
-e⁻⁵ of it, so only the pairs among each query's ``lists`` best (:class:`ListSides`
-``queries``) are kept: queries × ``lists`` entries instead of a queries × candidates matrix.
-Each query's 100 best came closer to the dense matrix than each side's 50 best, the same
-number of entries, on both DBP15K protocols, and they take one search instead of two: the
-second search was half of ``predict``'s time at 1M a side (docs/benchmarks.md, Sinkhorn
-ranking). ``both`` (each side's best: what runs before the setting did) stays a choice.
+e⁻⁵ of it, so only the pairs in either side's ``lists`` best (:class:`ListSides` ``both``)
+are kept: (queries + candidates) × ``lists`` entries instead of a queries × candidates
+matrix. ``queries`` keeps each query's best only: one search instead of two (the second was
+half of ``predict``'s time at 1M a side), as close to the dense matrix on DBP15K with lists
+twice as long, but the candidates' lists hold true pairs the queries' lists miss where the
+model is weak or the search approximate: 2.8 points of H@1 at 100k a side with approximate
+lists (docs/benchmarks.md, Sinkhorn ranking).
 
 Ranks: a query's kept candidates come first, by Sinkhorn score (equal scores: lower candidate
 index first), then the others by CSLS (cosine at ``csls_k`` 0), as they rank without
@@ -40,8 +41,8 @@ from mmalign.settings import Choice
 class ListSides(Choice):
     """Whose best candidates make the kept pairs (``ranking.sinkhorn_sides``)."""
 
-    QUERIES = "queries"  # each query's ``lists`` best: one search
     BOTH = "both"  # each query's and each candidate's ``lists`` best: two searches
+    QUERIES = "queries"  # each query's ``lists`` best: one search
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,10 @@ class Entries:
 
 
 def sinkhorn_entries(queries: Tensor, candidates: Tensor, *, lists: int, temperature: float, iterations: int,
-                     sides: ListSides = ListSides.QUERIES, ann_from: int = 0, block: int = 4096,
+                     sides: ListSides = ListSides.BOTH, ann_from: int = 0, block: int = 4096,
                      reporter: Reporter = SILENT) -> Entries:
-    """Sinkhorn scores of the pairs in the ``lists`` best by cosine of each query (``sides``
-    ``queries``) or of either side (``both``); rows normalised first, then columns,
+    """Sinkhorn scores of the pairs in the ``lists`` best by cosine of either side (``sides``
+    ``both``) or of each query (``queries``); rows normalised first, then columns,
     ``iterations`` times (as SEU does), in the log domain.
 
     The lists are approximate when both sides hold at least ``ann_from`` rows (see
@@ -95,7 +96,7 @@ def sinkhorn_entries(queries: Tensor, candidates: Tensor, *, lists: int, tempera
 
 
 def sinkhorn_topk(queries: Tensor, candidates: Tensor, k: int, *, lists: int, temperature: float, iterations: int,
-                  sides: ListSides = ListSides.QUERIES, ann_from: int = 0, block: int = 4096,
+                  sides: ListSides = ListSides.BOTH, ann_from: int = 0, block: int = 4096,
                   reporter: Reporter = SILENT) -> tuple[Tensor, Tensor]:
     """Each query's ``k`` best candidates under Sinkhorn ranking, best first: (normalised
     weights in [0, 1], candidate indices), both (Q, min(k, C)).
@@ -113,7 +114,7 @@ def sinkhorn_topk(queries: Tensor, candidates: Tensor, k: int, *, lists: int, te
 
 
 def sinkhorn_ranks(queries: Tensor, candidates: Tensor, targets: Tensor, *, lists: int, temperature: float,
-                   iterations: int, sides: ListSides = ListSides.QUERIES, csls_k: int = 0,
+                   iterations: int, sides: ListSides = ListSides.BOTH, csls_k: int = 0,
                    query_rows: Tensor | None = None, block: int = 4096, reporter: Reporter = SILENT) -> Tensor:
     """1-based rank of each target under Sinkhorn ranking (see the module), int64.
 

@@ -172,15 +172,12 @@ def _as_it_trained(saved: Mapping[str, Any]) -> dict[str, Any]:
     does, so a run saved before them (nested or flat) resumes without them: members trained
     on every bootstrapped pair, the pseudo-pair search went approximate from ``ann_from``,
     test pairs were ranked by CSLS (so ``mmalign evaluate`` repeats the run's numbers),
-    runs with bootstrapped validation pairs trained ``min_epochs``, pseudo pairs joined at
-    each window's end only, and Sinkhorn kept both sides' lists of 50.
+    runs with bootstrapped validation pairs trained ``min_epochs``, and pseudo pairs joined at
+    each window's end only.
     """
     data = {key: dict(value) if isinstance(value, Mapping) else value for key, value in saved.items()}
     data.setdefault("bootstrap", {}).setdefault("cross_fit", False)
-    ranking = data.setdefault("ranking", {})
-    ranking.setdefault("method", "csls")
-    if "sinkhorn_sides" not in ranking:
-        ranking.update(sinkhorn_sides="both", sinkhorn_lists=ranking.get("sinkhorn_lists", 50))
+    data.setdefault("ranking", {}).setdefault("method", "csls")
     data.setdefault("pseudo", {}).setdefault("slide", False)
     selection = data.setdefault("selection", {})
     selection.setdefault("bootstrapped_epochs", selection.get("min_epochs", SelectionConfig.bootstrapped_epochs))

@@ -37,11 +37,11 @@ def test_the_kept_pairs_are_the_queries_lists_or_both_sides() -> None:
     """``queries`` keeps each query's best ``lists`` by cosine and nothing else; ``both`` adds
     each candidate's best, so a candidate no query lists still has its pairs."""
     queries, candidates = unit(30, 16, seed=11), unit(50, 16, seed=12)
-    mine = sinkhorn_entries(queries, candidates, lists=3, temperature=0.02, iterations=10)
+    mine = sinkhorn_entries(queries, candidates, lists=3, temperature=0.02, iterations=10, sides=ListSides.QUERIES)
     best = (queries @ candidates.T).topk(3, dim=1).indices
     assert torch.equal(mine.rows, torch.arange(30).repeat_interleave(3))
     assert [set(mine.columns[mine.rows == q].tolist()) for q in range(30)] == [set(row.tolist()) for row in best]
-    both = sinkhorn_entries(queries, candidates, lists=3, temperature=0.02, iterations=10, sides=ListSides.BOTH)
+    both = sinkhorn_entries(queries, candidates, lists=3, temperature=0.02, iterations=10)
     kept = set(zip(both.rows.tolist(), both.columns.tolist()))
     assert set(zip(mine.rows.tolist(), mine.columns.tolist())) < kept
     assert set(both.columns.tolist()) == set(range(50))  # every candidate keeps its own best queries

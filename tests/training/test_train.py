@@ -20,7 +20,6 @@ from mmalign.ingest import ingest
 from mmalign.model.loginmea import LoginMEA
 from mmalign.pairs import read_pairs
 from mmalign.report import SILENT, RecordingReporter
-from mmalign.search import ListSides
 from mmalign.training import TrainConfig, resume, train
 from mmalign.training.inputs import build_inputs
 from mmalign.training.loop import Trainer
@@ -309,18 +308,6 @@ def test_nested_configs_saved_before_cross_fit_and_pseudo_ann_from_resume_withou
     assert old.bootstrap.cross_fit is False and old.compute.pseudo_ann_from == 1234 and old.pseudo.slide is False
     assert old.ranking.method == "csls" and TrainConfig().ranking.method == "sinkhorn"
     assert "cross_fit" not in saved["bootstrap"]  # the saved data is not changed
-
-
-def test_a_run_saved_before_sinkhorn_sides_keeps_both_sides_lists() -> None:
-    """Sinkhorn normalised over both sides' lists of 50 before ``sinkhorn_sides``; such a run
-    evaluates and predicts as it did, and a run saved since keeps what it saved."""
-    saved = TrainConfig().to_dict()
-    del saved["ranking"]["sinkhorn_sides"]
-    saved["ranking"]["sinkhorn_lists"] = 50
-    old = TrainConfig.load({"config": saved})
-    assert (old.ranking.sinkhorn_sides, old.ranking.sinkhorn_lists) == (ListSides.BOTH, 50)
-    now = TrainConfig.load({"config": TrainConfig().to_dict()})
-    assert (now.ranking.sinkhorn_sides, now.ranking.sinkhorn_lists) == (ListSides.QUERIES, 100)
 
 
 def test_a_seed_pair_in_the_test_file_is_an_error_and_a_shared_entity_is_said(workspace, tmp_path: Path) -> None:
