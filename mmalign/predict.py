@@ -27,6 +27,7 @@ from mmalign.evaluation import RankingConfig, RankMethod, evaluate_pairs, gold_t
 from mmalign.pairs import read_pairs
 from mmalign.report import SILENT, Reporter
 from mmalign.run import load_embeddings, read_json, resolve_run
+from mmalign.search import ListSides
 from mmalign.training.config import ComputeConfig, TrainConfig
 from mmalign.training.splits import given_seeds
 from mmalign.workspace import Workspace
@@ -97,6 +98,8 @@ def predict(
     top_k: int = 10,
     csls_k: int = 0,
     ranking: RankMethod | None = None,
+    sinkhorn_sides: ListSides | None = None,
+    sinkhorn_lists: int | None = None,
     one_to_one: bool = False,
     include_seeds: bool = False,
     direction: Direction = Direction.KG1_TO_KG2,
@@ -108,14 +111,16 @@ def predict(
     partner otherwise). ``ranking`` None: the run's ``ranking.method``, so the lists rank as
     the run's test metrics did; Sinkhorn scores are the normalised weights (0-1). With
     ``csls``, ``csls_k`` 0 ranks by cosine: one pass, where CSLS takes two (its r_C needs
-    every candidate against every query first). ``one_to_one`` turns the top-k lists into a
-    greedy matching (:func:`mmalign.search.one_to_one`).
+    every candidate against every query first). ``sinkhorn_sides`` and ``sinkhorn_lists``
+    None: the run's (``queries`` with lists of 100 skips the candidates' search, for graphs
+    where its time matters more than the accuracy it buys, docs/guide.md). ``one_to_one``
+    turns the top-k lists into a greedy matching (:func:`mmalign.search.one_to_one`).
     """
     if top_k < 1:
         raise MMAlignError(f"--top-k must be at least 1, got {top_k}")
     folder, workspace, left, right, config = open_run(workdir, run)
     csls_k = csls_setting(config, csls_k)
-    ranks = ranking_setting(config, ranking)
+    ranks = ranking_setting(config, ranking, sides=sinkhorn_sides, lists=sinkhorn_lists)
     sinkhorn = ranks.method is RankMethod.SINKHORN
     queries, candidates = np.arange(len(left)), np.arange(len(right))
     if not include_seeds:
@@ -234,12 +239,14 @@ def csls_setting(config: dict[str, Any], csls_k: int | None) -> int:
     return csls_k
 
 
-def ranking_setting(config: dict[str, Any], method: RankMethod | None) -> RankingConfig:
-    """The run's ranking with ``method`` in place of its own when given (runs that name no
-    settings ranked by CSLS)."""
+def ranking_setting(config: dict[str, Any], method: RankMethod | None, *, sides: ListSides | None = None,
+                    lists: int | None = None) -> RankingConfig:
+    """The run's ranking with ``method``, ``sides`` and ``lists`` in place of its own where
+    given (runs that name no settings ranked by CSLS)."""
     saved = _saved_settings(config)
     base = saved.ranking if saved else RankingConfig(method=RankMethod.CSLS)
-    return base if method is None else dataclasses.replace(base, method=method)
+    given = {"method": method, "sinkhorn_sides": sides, "sinkhorn_lists": lists}
+    return dataclasses.replace(base, **{key: value for key, value in given.items() if value is not None})
 
 
 def ann_setting(config: dict[str, Any]) -> int:

@@ -18,6 +18,7 @@ from mmalign.errors import MMAlignError
 from mmalign.evaluation import RankMethod
 from mmalign.ingest import ingest
 from mmalign.predict import Direction, evaluate, predict
+from mmalign.search import ListSides
 from mmalign.atomic import atomic_write_json
 from mmalign.pairs import write_pairs
 from mmalign.run import atomic_save_tensors, new_run, pairs_file
@@ -90,6 +91,28 @@ def test_predict_ranks_as_the_run_or_as_asked(workdir: Path) -> None:
     assert all(0 <= float(r[2]) <= 1 for r in sinkhorn)
     assert [(r[0], r[1]) for r in sinkhorn if r[3] == "1"] == [(r[0], r[1]) for r in cosine if r[3] == "1"]
     assert [r[2] for r in sinkhorn] != [r[2] for r in cosine]
+
+
+def test_predict_takes_the_sinkhorn_lists_asked_for(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's Sinkhorn lists unless asked for others (the same partners first here); a bad
+    choice is one line and exit 2."""
+    from mmalign import search
+
+    asked: list[tuple[ListSides, int]] = []
+    original = search.sinkhorn_topk
+
+    def recording(*args, **kwargs):
+        asked.append((kwargs["sides"], kwargs["lists"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(search, "sinkhorn_topk", recording)
+    both = predict(workdir, top_k=2)
+    mine = predict(workdir, top_k=2, sinkhorn_sides=ListSides.QUERIES, sinkhorn_lists=4)
+    assert asked == [(ListSides.BOTH, 50), (ListSides.QUERIES, 4)]
+    assert torch.equal(mine.indices[:, 0], both.indices[:, 0])
+    for args, said in ((["--sinkhorn-sides", "columns"], "columns"), (["--sinkhorn-lists", "0"], "sinkhorn-lists")):
+        result = CliRunner().invoke(app, ["predict", "-w", str(workdir), *args])
+        assert result.exit_code == 2 and said in result.stderr and "Traceback" not in result.stderr
 
 
 def test_predict_reverse_direction_keeps_kg1_column_first(workdir: Path) -> None:

@@ -20,6 +20,7 @@ from mmalign.errors import MMAlignError
 from mmalign.evaluation import RankMethod
 from mmalign.links import evaluate_links
 from mmalign.predict import Direction, evaluate, predict
+from mmalign.search import ListSides
 
 RUN_OPTION = typer.Option(None, "--run", help="Run folder, or its name under runs/ (default: runs/latest).")
 
@@ -37,6 +38,14 @@ def predict_command(
         0, "--csls", min=0,
         help="With --ranking csls: CSLS with this neighbourhood size (3 in training); 0: cosine, about twice as fast.",
     ),
+    sinkhorn_sides: Optional[ListSides] = typer.Option(
+        None, "--sinkhorn-sides",
+        help="With Sinkhorn: both sides' lists, or the queries' only (one search; pair with --sinkhorn-lists 100; "
+        "less accurate on weak models). Default: the run's setting (both).",
+    ),
+    sinkhorn_lists: Optional[int] = typer.Option(
+        None, "--sinkhorn-lists", min=1, help="With Sinkhorn: candidates kept per list. Default: the run's setting (50).",
+    ),
     one_to_one: bool = typer.Option(
         False, "--one-to-one", help="Print a 1:1 matching (greedy by score over the top-k lists), one row per pair."
     ),
@@ -50,8 +59,9 @@ def predict_command(
     """
     configure_compute()
     result = predict(
-        workdir, run, top_k=top_k, csls_k=csls, ranking=ranking, one_to_one=one_to_one, include_seeds=include_seeds,
-        direction=direction, reporter=RichReporter(quiet),
+        workdir, run, top_k=top_k, csls_k=csls, ranking=ranking, sinkhorn_sides=sinkhorn_sides,
+        sinkhorn_lists=sinkhorn_lists, one_to_one=one_to_one, include_seeds=include_seeds, direction=direction,
+        reporter=RichReporter(quiet),
     )
     if result.test_metrics and not quiet:
         stderr.print(metrics_table("this run's test metrics (training)", result.test_metrics))
