@@ -120,8 +120,8 @@ candidates outside the Sinkhorn lists follow them in that order).
         return sinkhorn_ranks(
             left[torch.from_numpy(queries)], pool, torch.from_numpy(target_index),
             lists=ranking.sinkhorn_lists, temperature=ranking.sinkhorn_temperature,
-            iterations=ranking.sinkhorn_iterations, sides=ranking.sinkhorn_sides, csls_k=csls_k, query_rows=torch.from_numpy(query_rows), block=block,
-            reporter=reporter,
+            iterations=ranking.sinkhorn_iterations, sides=ranking.sinkhorn_sides, csls_k=csls_k,
+            query_rows=torch.from_numpy(query_rows), block=block, reporter=reporter,
         )
     # Candidates that are most of right (validation's every non-seed entity) are ranked in
     # place with the other rows left out: a copy of them would be most of right again.

@@ -12,11 +12,11 @@ pairs first than CSLS in every one.
 Sparse, so it runs at any size: ``exp(cos / 0.02)`` of a pair 0.1 below a row's best weighs
 e⁻⁵ of it, so only the pairs in either side's ``lists`` best (:class:`ListSides` ``both``)
 are kept: (queries + candidates) × ``lists`` entries instead of a queries × candidates
-matrix. ``queries`` keeps each query's best only: one search instead of two (the second was
-half of ``predict``'s time at 1M a side), as close to the dense matrix on DBP15K with lists
-twice as long, but the candidates' lists hold true pairs the queries' lists miss where the
-model is weak or the search approximate: 2.8 points of H@1 at 100k a side with approximate
-lists (docs/benchmarks.md, Sinkhorn ranking).
+matrix. ``queries`` keeps each query's best only: one search instead of two, which at scale
+is most of ``predict``'s time. With lists twice as long it comes as close to the dense matrix
+on DBP15K, but where the model is weak or the search approximate the candidates' lists hold
+true pairs the queries' lists miss, so ``both`` is the default (docs/benchmarks.md, Sinkhorn
+ranking).
 
 Ranks: a query's kept candidates come first, by Sinkhorn score (equal scores: lower candidate
 index first), then the others by CSLS (cosine at ``csls_k`` 0), as they rank without
