@@ -12,7 +12,8 @@ temperature and iterations:
   predict`` ranks), H@k over the test pairs.
 
 Printed per row: H@1 and H@10 of the test pairs, the share of queries whose first candidate is
-the dense matrix's, pairs listed (before merging the pairs both sides list), and seconds. Exact search throughout (DBP15K-sized runs).
+the dense matrix's, pairs listed (before merging the pairs both sides list), and seconds.
+Exact search throughout (DBP15K-sized runs).
 
     python benchmarks/sinkhorn_lists.py zh_en=/tmp/x/zh_en/work/runs/latest [ja_en=...]
 """
@@ -78,7 +79,8 @@ def main() -> None:
             q_rows, c_rows = protocol_rows(protocol, folder, workspace, test)
             queries = torch.nn.functional.normalize(left[torch.from_numpy(q_rows)], dim=1)
             candidates = torch.nn.functional.normalize(right[torch.from_numpy(c_rows)], dim=1)
-            source, target = torch.from_numpy(rows_of(q_rows, test[:, 0])), torch.from_numpy(rows_of(c_rows, test[:, 1]))
+            source = torch.from_numpy(rows_of(q_rows, test[:, 0]))
+            target = torch.from_numpy(rows_of(c_rows, test[:, 1]))
             start = time.perf_counter()
             reference = dense_top(queries, candidates, ranking.sinkhorn_temperature, ranking.sinkhorn_iterations)
             rows = [("dense", len(queries) * len(candidates), reference, time.perf_counter() - start)]
