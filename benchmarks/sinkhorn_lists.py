@@ -31,9 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mmalign.machine import machine_line  # noqa: E402  (the checkout's, not an installed copy)
 from mmalign.pairs import read_pairs  # noqa: E402
-from mmalign.predict import open_run  # noqa: E402
+from mmalign.predict import open_run, ranking_setting  # noqa: E402
 from mmalign.search import ListSides, sinkhorn_topk  # noqa: E402
-from mmalign.training.config import load_run_config  # noqa: E402
 from mmalign.training.splits import given_seeds  # noqa: E402
 
 FORMS = ((ListSides.BOTH, 50), (ListSides.QUERIES, 50), (ListSides.QUERIES, 100), (ListSides.QUERIES, 200))
@@ -48,9 +47,9 @@ def dense_top(queries: torch.Tensor, candidates: torch.Tensor, temperature: floa
     return scores.topk(10, dim=1).indices
 
 
-def rows_of(keys: list[str], wanted: np.ndarray) -> np.ndarray:
-    """Positions of the ``wanted`` entity rows within the sorted rows ``keys``."""
-    return np.searchsorted(keys, wanted)
+def rows_of(rows: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Positions of the ``wanted`` entity rows within the sorted, distinct ``rows``."""
+    return np.searchsorted(rows, wanted)
 
 
 def protocol_rows(name: str, folder: Path, workspace, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,8 +71,8 @@ def main() -> None:
     for spec in args.runs:
         label, run = spec.split("=", 1)
         run = Path(run).resolve()
-        folder, workspace, left, right, _ = open_run(run.parent.parent, run)
-        ranking = load_run_config(folder).ranking
+        folder, workspace, left, right, config = open_run(run.parent.parent, run)
+        ranking = ranking_setting(config, None)  # the config open_run read, as predict ranks
         test = read_pairs(folder / "pairs" / "test.tsv", workspace)
         for protocol in ("test", "predict"):
             q_rows, c_rows = protocol_rows(protocol, folder, workspace, test)
