@@ -2,13 +2,13 @@
 
 An epoch allocates and frees the same few dozen N × d buffers. glibc serves blocks over its
 mmap threshold with fresh ``mmap`` pages and unmaps them on free, so every buffer page-faults
-on its first touch, every epoch: on DBP15K zh_en (N = 38,960, d = 300) one training step took
-3.5 s that way and 2.05 s with mmap disabled and trimming off (measured on an idle machine).
-The price is memory: freed blocks stay in a heap that fragments, and with 16k training pairs
-peak RSS measured 3.3-3.7 GB against 2.0-2.5 GB with glibc's defaults
-(``MMALIGN_RETURN_MEMORY=1`` in the CLI keeps those). :func:`release_freed_memory` between
-the phases of training (steps, evaluation, search, the final write-up) bounds that: each phase
-starts from the live set instead of stacking on the last phase's fragments.
+on its first touch, every epoch: on DBP15K zh_en a training step took markedly longer that way
+than with mmap disabled and trimming off. The price is memory: freed blocks stay in a heap that
+fragments, and peak RSS rose well above glibc's defaults (``MMALIGN_RETURN_MEMORY=1`` in the
+CLI keeps those); docs/benchmarks.md, "Memory and speed of the training step", has both.
+:func:`release_freed_memory` between the phases of training (steps, evaluation, search, the
+final write-up) bounds that: each phase starts from the live set instead of stacking on the
+last phase's fragments.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ def returning_freed_memory() -> Iterator[None]:
     """Within: big blocks come from ``mmap`` again, so each goes back to the system when freed.
 
     For the phases that allocate their big buffers once rather than every step (the
-    whole-graph forward, validation): in the kept heap their
-    temporaries leave holes that later, larger buffers cannot reuse, and the peak grows by
-    the fragments (about 2 GB at 1M entities a side). Blocks allocated before keep coming
-    from, and going back to, the heap. Nothing changes where freed memory is not kept.
+    whole-graph forward, validation): in the kept heap their temporaries leave holes that
+    later, larger buffers cannot reuse, and the peak grows by the fragments, by gigabytes at
+    1M entities a side (docs/benchmarks.md, "Partitioned training"). Blocks allocated before
+    keep coming from, and going back to, the heap. Nothing changes where freed memory is not kept.
     """
     mallopt = _glibc_function("mallopt") if _keeping else None
     if mallopt is None:

@@ -1,12 +1,13 @@
 """What the machine can do, found out at run time: its CPU, and the precision of the big products.
 
 bfloat16 halves memory traffic and, where the hardware multiplies it natively (CUDA GPUs from
-Ampere on; CPUs with AVX512_BF16 or AMX), runs the big dense products two to three times
-faster than float32. Where it does not (AVX2-only CPUs, most laptops and many servers), torch
-emulates it and the same product is tens of times *slower*. A default therefore cannot be a
-fixed dtype: ``auto`` picks bfloat16 only where the hardware has it natively and a probe of a
-small matrix product in both dtypes confirms it is faster, float32 everywhere else, and says
-why. The choice is made once per process and device.
+Ampere on; CPUs with AVX512_BF16 or AMX), runs the big dense products several times faster
+than float32 (docs/benchmarks.md, "Memory and speed of the training step"). Where it does not
+(AVX2-only CPUs, most laptops and many servers), torch emulates it and the same product is
+many times *slower* (docs/benchmarks.md, "On the AMD EPYC, AVX2 only (2026-12-04)"). A
+default therefore cannot be a fixed dtype: ``auto`` picks bfloat16 only where the hardware has
+it natively and a probe of a small matrix product in both dtypes confirms it is faster,
+float32 everywhere else, and says why. The choice is made once per process and device.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The machine line: what a figure was measured on, printed above every benchmark table.
 
-A time measured on one CPU says little about another: the same training ran 40× slower in
-bfloat16 on an AVX2-only CPU than on one with AVX-512 BF16. So every table names the CPU,
-torch's CPU capability, the thread count, the precision the products ran in, and the commit.
+A time measured on one CPU says little about another: the same training ran many times slower
+in bfloat16 on an AVX2-only CPU than on one with AVX-512 BF16 (docs/benchmarks.md, "On the
+AMD EPYC, AVX2 only (2026-12-04)"). So every table names the CPU, torch's CPU capability,
+the thread count, the precision the products ran in, and the commit.
 """
 
 from __future__ import annotations

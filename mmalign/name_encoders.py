@@ -65,8 +65,8 @@ def parse_encoders(spec: str) -> list[NameEncoder]:
     """``char+sbert`` → both encoders, each its own name modality; one alone → a list of one.
 
     Why several: the encoders err on different names (n-grams see spelling, sbert sees
-    meaning), so together they rank better than either (zh_en names alone, CSLS H@1: char
-    0.742, sbert 0.733, both 0.767; docs/benchmarks.md, Names).
+    meaning), so together they rank better than either (zh_en names alone, CSLS H@1;
+    docs/benchmarks.md, History, "Names").
     """
     encoders = [parse_encoder(part) for part in _ENCODER_JOIN.split(spec)]
     tags = [encoder.tag for encoder in encoders]

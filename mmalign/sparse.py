@@ -1,8 +1,9 @@
 """Sparse message-passing primitives with hand-written gradients.
 
-Graph aggregation here is CSR sparse × dense (3-7× faster on CPU than gathering E × d edge
-tensors and scattering them back), and per-edge dot products are SDDMM
-(``torch.sparse.sampled_addmm``), ~10-80× faster than gather-then-dot. Neither torch op
+Graph aggregation here is CSR sparse × dense (several times faster on CPU than gathering
+E × d edge tensors and scattering them back), and per-edge dot products are SDDMM
+(``torch.sparse.sampled_addmm``), an order of magnitude or more faster than gather-then-dot
+(docs/benchmarks.md, "Memory and speed of the training step"). Neither torch op
 differentiates with respect to the sparse values on CPU, so both get a small autograd Function
 whose backward is again one SpMM/SDDMM: no ``E × d`` tensor is ever kept for backward.
 

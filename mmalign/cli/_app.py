@@ -68,8 +68,8 @@ def user_errors(func: F) -> F:
 def configure_compute() -> None:
     """Use all cores for torch unless the user set OMP/MKL threads, and keep freed memory warm.
 
-    Keeping freed memory trades peak memory for speed (zh_en training: 1.5× faster, about
-    1.2 GB more peak RSS); ``MMALIGN_RETURN_MEMORY=1`` keeps glibc's defaults instead.
+    Keeping freed memory trades peak memory for speed (docs/benchmarks.md, "Memory and speed of
+    the training step"); ``MMALIGN_RETURN_MEMORY=1`` keeps glibc's defaults instead.
     """
     if os.environ.get("MMALIGN_RETURN_MEMORY", "") in ("", "0"):
         keep_freed_memory()

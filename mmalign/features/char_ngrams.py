@@ -1,7 +1,7 @@
 """The ``char`` name encoder: a hashed bag of character n-grams, computed in memory.
 
-No model, deterministic, works across Latin-script languages, and cheap (40k names in well
-under a second), so it is never cached: every run computes it from the names.
+No model, deterministic, works across Latin-script languages, and cheap (docs/benchmarks.md,
+History, "Names"), so it is never cached: every run computes it from the names.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def char_ngram_features(names: Sequence[str | None], dim: int = DEFAULT_NAME_DIM
     Unicode code points, mixed with splitmix64's finaliser, modulo ``dim``: stable across runs,
     machines and Python versions (Python's ``hash()`` is salted per process). Values are n-gram
     counts, rows scaled to unit length, so a row depends on its own name only. All of it is
-    vectorised over the whole list: 40k names take well under a second.
+    vectorised over the whole list, which keeps it cheap.
 
     Returns a float32 sparse CSR tensor of shape ``(len(names), dim)``.
     """

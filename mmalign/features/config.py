@@ -22,8 +22,9 @@ class RelationValues(Choice):
 
 
 class RelationDirection(Choice):
-    # Heads and tails of a relation in columns of their own, as RREA does: test H@1 zh_en 0.791 /
-    # ja_en 0.787 / DB15K 0.662 against 0.776 / 0.777 / 0.651 for merged (docs/benchmarks.md).
+    # Heads and tails of a relation in columns of their own, as RREA does: higher test H@1 than
+    # merged on zh_en, ja_en and DB15K (docs/benchmarks.md, "Split relation bags and the leaner
+    # step (2026-11-24)").
     SPLIT = "split"
     MERGED = "merged"  # one column per relation (the spec)
 

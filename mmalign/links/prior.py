@@ -5,9 +5,9 @@ simulated unmatched ones (:mod:`mmalign.links.linker`) are the same entities, so
 share one degree distribution. The seeds can, if they are a sample of the matched entities
 that does not depend on degree (PU learning's "selected completely at random", Elkan & Noto,
 KDD 2008): then the share of seeds among the KG1 entities of a degree class is proportional
-to the share of that class with a counterpart. On DBP15K zh_en 1.3% of the degree-1 KG1
-entities are seeds against 29% of those of degree 4 and more, and 4% of the degree-1 entities
-have a gold link against 97-99% (docs/benchmarks.md).
+to the share of that class with a counterpart. On DBP15K zh_en both shares rise steeply with
+degree: the degree-1 KG1 entities are rarely seeds and rarely have a gold link, those of degree
+4 and more mostly do (docs/benchmarks.md, "Links: the degree prior").
 
 The *shape* kept here is that share relative to the best-connected tenth of the entities, who
 are taken to be as likely as any to have a counterpart (capped at 1), for each KG. A decided

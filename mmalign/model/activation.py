@@ -1,9 +1,9 @@
 """tanh for the model's N × d blocks: through the logistic function on the CPU.
 
 The graph layers, the fusion and the modality weights apply tanh to every entity's row
-several times per step and per whole-graph forward. torch's CPU tanh kernel is about three
-times slower than its sigmoid (docs/benchmarks.md, "Seconds per phase of a late epoch"), so on the
-CPU ``tanh x = 2 σ(2x) − 1`` is computed in four vectorised passes instead; it differs from
+several times per step and per whole-graph forward. torch's CPU tanh kernel is much slower
+than its sigmoid (docs/benchmarks.md, "Seconds per phase of a late epoch"), so on the CPU
+``tanh x = 2 σ(2x) − 1`` is computed in four vectorised passes instead; it differs from
 torch's tanh by float32 rounding (below 2e-7 absolute). On other devices torch's own kernel,
 one pass, stays. The gradient is ``1 − tanh²``, from the output, as torch's own.
 """

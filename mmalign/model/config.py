@@ -56,7 +56,8 @@ class JointLayer0(Choice):
 class ModelConfig(Section):
     """LoginMEA's architecture (loginmea-spec §2)."""
 
-    # RREA's width. The authors' 300 reached the same zh_en test H@1 at 3x the time and memory.
+    # RREA's width. The authors' 300 reached the same zh_en test H@1 at far more time and memory
+    # (docs/benchmarks.md, "Early choices").
     dim: int = 100
     modal_dim: int = 100  # per-modality embedding width
     rank: int = 8  # low-rank fusion rank (the authors')
@@ -64,7 +65,8 @@ class ModelConfig(Section):
     adaptive_weights: bool = True  # False: α = 1/M (ablation "w/o adaptive weights")
     modality_score: ModalityScore = ModalityScore.SHARED
     graph_layer: GraphLayer = GraphLayer.RREA
-    # Full: test H@1 zh_en 0.784 / ja_en 0.785 against 0.792 / 0.790 for relation (docs/benchmarks.md).
+    # Full scored lower test H@1 than relation on zh_en and ja_en
+    # (docs/benchmarks.md, "Trials dropped on 2026-11-25").
     attention: Attention = Attention.RELATION
     depth: int = 2  # propagation layers per stack
     paradigm: Paradigm = Paradigm.LOGIN

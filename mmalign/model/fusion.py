@@ -41,8 +41,9 @@ class LowRankFusion(nn.Module):
         super().__init__()
         self.rank, self.out_dim = rank, out_dim
         # The N × (d+1) × (rank·out) products dominate fusion (≈ 20 G multiply-adds per modality
-        # on DBP15K); bfloat16 runs them 2.8× faster on CPUs with AVX-512 BF16. Parameters, the
-        # modality product and the rank sum stay in the parameters' dtype. None: no conversion.
+        # on DBP15K); bfloat16 runs them much faster on CPUs with AVX-512 BF16 (docs/benchmarks.md,
+        # "Memory and speed of the training step"). Parameters, the modality product and the rank
+        # sum stay in the parameters' dtype. None: no conversion.
         self.compute_dtype = compute_dtype
         self.factors = nn.ParameterList(nn.Parameter(torch.empty(rank, d + 1, out_dim)) for d in in_dims)
         self.rank_weights = nn.Parameter(torch.empty(1, rank))

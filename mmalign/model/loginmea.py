@@ -37,8 +37,9 @@ class LoginMEA(nn.Module):
         self.direct = list(direct) if c.direct_weight > 0 else []
         # A fixed Gaussian projection (Johnson-Lindenstrauss) brings wide inputs such as 16k
         # hashed n-gram buckets down to the graph width with cosines nearly kept (zh_en names
-        # alone: H@1 0.736 exact, 0.726 projected to 300). Fixed, not learned: a projection
-        # trained on the seeds fits their names and loses what generalises to the others.
+        # alone rank almost as well projected to 300 as exact; docs/benchmarks.md, History,
+        # "Names"). Fixed, not learned: a projection trained on the seeds fits their names and
+        # loses what generalises to the others.
         # Built from its own generator, so it is the same in every run and never checkpointed.
         generator = torch.Generator().manual_seed(0)
         self._direct_units: tuple[tuple, list[torch.Tensor]] | None = None  # see direct_units
@@ -236,7 +237,8 @@ class LoginMEA(nn.Module):
         """Unit rows of each direct modality, computed once per input object.
 
         They depend only on the fixed inputs and the fixed projection, yet every forward (each
-        step, each evaluation) asked for them again: about 0.1 s each on zh_en's 39k names.
+        step, each evaluation) asked for them again, a cost paid on every forward for nothing
+        (docs/benchmarks.md, "Memory and speed of the training step").
         The cache holds the inputs themselves, so other inputs are never served stale rows.
         """
         inputs = tuple(features[m] for m in self.direct)

@@ -12,7 +12,7 @@ class Loss(Choice):
     """The alignment loss (``--loss``); see the functions of the same names."""
 
     # Dual-AMN's normalised hard-sample loss. On zh_en (structure only, 30% seeds, 150 epochs)
-    # test H@1 0.765 against 0.741 for the paper's InfoNCE, at the same width.
+    # higher test H@1 than the paper's InfoNCE, at the same width (docs/benchmarks.md, "Early choices").
     NHS = "nhs"
     INFONCE = "infonce"  # the paper's
     INFONCE_SYM = "infonce_sym"
@@ -60,7 +60,7 @@ def _similarities(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     each product written into its columns of the one output.
 
     A square B × B product from width-d rows runs below this CPU's float32 GEMM rate; the
-    same dot products as tall B × 256 products ran 13-19% faster at B = 2,000-3,500
+    same dot products as tall B × 256 products ran faster at the loss's chunk sizes
     (docs/benchmarks.md, "Seconds per phase of a late epoch").
     """
     if left.device.type != "cpu":
@@ -124,9 +124,10 @@ class _HardSample(torch.autograd.Function):
 def _std_mean(sims: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample std and mean along ``dim`` from the sum and the sum of squares.
 
-    ``torch.std_mean`` takes ~35 ms on a 3,500² block on this CPU against ~3-12 ms here, a
-    third of the loss's forward; cosines are bounded, so the one-pass formula loses nothing
-    that matters in float32. Column sums of squares use ``square().sum``: a strided norm is slower.
+    ``torch.std_mean`` on a loss chunk's block took several times as long as this on this CPU,
+    a large share of the loss's forward (docs/benchmarks.md, "Memory and speed of the training
+    step"); cosines are bounded, so the one-pass formula loses nothing that matters in float32.
+    Column sums of squares use ``square().sum``: a strided norm is slower.
     """
     n = sims.shape[dim]
     mean = sims.mean(dim, keepdim=True)

@@ -1,13 +1,14 @@
 """Approximate top-k lists for searches too large to score exactly: clusters probed in the
 embeddings' leading directions, the shortlists re-scored at full width.
 
-Exact search costs queries × candidates products of full width d: 300k × 300k at width 600
-is about 25 minutes on a 2-core CPU, 1M × 1M hours. Above a size threshold
-(``compute.ann_from``) :func:`mmalign.search.topk` reads its lists from here instead:
+Exact search costs queries × candidates products of full width d: at 300k × 300k and width
+600 tens of minutes on a 2-core CPU, at 1M × 1M hours (docs/benchmarks.md, "Approximate
+nearest-neighbour search"). Above a size threshold (``compute.ann_from``)
+:func:`mmalign.search.topk` reads its lists from here instead:
 
 1. **Directions.** Rows are projected on the leading directions holding a share of both
-   sides' energy (:mod:`~mmalign.search.directions`): width w, a third of d or less on
-   trained embeddings. Each share of :data:`ENERGY` is clustered and calibrated (steps 2
+   sides' energy (:mod:`~mmalign.search.directions`): width w, a fraction of d on trained
+   embeddings (same section). Each share of :data:`ENERGY` is clustered and calibrated (steps 2
    and 5); the search uses the one that reaches the target with the fewest products.
 2. **Clusters.** Spherical k-means (seeded, :data:`ITERATIONS` rounds over a sample) splits the
    candidates into about 2·√N clusters; each candidate joins its nearest centroid.
@@ -26,8 +27,9 @@ accurate and cheaper. Deterministic: the sample, the basis and the k-means start
 fixed seeds, and every product is a dense matrix product at a fixed thread count.
 
 Why not a graph index (faiss HNSW, used before): built on one thread for determinism, its
-build alone took 20 minutes at 1M × 1200, and on trained embeddings the beam its recall
-needed made it slower than exact search (docs/benchmarks.md).
+build alone was too slow at 1M × 1200, and on trained embeddings the beam its recall needed
+made it slower than exact search (docs/benchmarks.md, "Approximate search on an HNSW graph
+(dropped 2026-12-04)").
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """The few directions trained embeddings live in, and the full-width re-scoring that makes a
 search in them exact again on its shortlist.
 
-Trained alignment embeddings hold far fewer directions than columns (a zh_en member's 600
-columns keep 99% of their energy in about 330 directions; a 100k synthetic model's in about
-250; docs/benchmarks.md). A search on each row's coordinates in the leading directions costs
-d'/d of a full-width one; re-scoring a short list of its best at full width restores the
-exact order among them. Both approximate paths use this: :mod:`~mmalign.search.narrow` (all
-pairs, narrowed) and :mod:`~mmalign.search.ann` (cluster probing, narrowed).
+Trained alignment embeddings hold far fewer directions than columns: nearly all their energy
+lies in a fraction of the width, in a zh_en member and in a 100k synthetic model alike
+(docs/benchmarks.md, "A narrowed pseudo-pair search"). A search on each row's coordinates in
+the leading directions costs d'/d of a full-width one; re-scoring a short list of its best at
+full width restores the exact order among them. Both approximate paths use this:
+:mod:`~mmalign.search.narrow` (all pairs, narrowed) and :mod:`~mmalign.search.ann` (cluster
+probing, narrowed).
 """
 
 from __future__ import annotations

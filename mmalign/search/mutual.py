@@ -2,14 +2,16 @@
 
 Each similarity block gives its rows' best columns *and* updates a running best rows per
 column, so both directions cost one pass (half of two searches), and the block products
-run in bfloat16 where asked (2.8× faster matmuls on CPUs with AVX-512 BF16). Memory is
-O(block × |right|); no |left| × |right| matrix exists. Ties go to the lower index.
+run in bfloat16 where asked (much faster matmuls on CPUs with AVX-512 BF16; docs/benchmarks.md,
+"Memory and speed of the training step"). Memory is O(block × |right|); no |left| × |right|
+matrix exists. Ties go to the lower index.
 
 With ``csls_k`` > 0 the score is CSLS, ``2 cos − r_L(i) − r_R(j)`` (r: mean of the k largest
 cosines towards the other side), the same score the evaluation ranks with. It discounts hub
 entities that are near everything, which plain cosine would pair with many. The radii need
 the whole pass first; keeping a few candidates per row and column in it picks the CSLS best
-without a second pass, exactly (zh_en, 15k × 15k: 1.7 s against 3.3 s for two passes).
+without a second pass, exactly, and faster than two passes (docs/benchmarks.md, "Memory and
+speed of the training step").
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def _best_exact(queries: torch.Tensor, others: torch.Tensor, radii: torch.Tensor
 
     The queries are zero-padded to whole blocks: how many need this varies from search to
     search, and block-sized buffers of varying sizes fragment the heap that the training
-    allocator keeps (measured: +200 MB over 8 searches unpadded, flat padded).
+    allocator keeps: unpadded, the heap grew search after search; padded, it stays flat
+    (docs/benchmarks.md, "Memory and speed of the training step").
     """
     padded = queries.new_zeros(-(-len(queries) // block) * block, queries.shape[1])
     padded[: len(queries)] = queries

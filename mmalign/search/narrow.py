@@ -3,18 +3,19 @@
 The mutual search behind pseudo pairs needs both directions' lists over every unpaired entity;
 exactly that is N1 × N2 products of full width d, the one step of an epoch that grows with
 N² (docs/benchmarks.md). Two indexes were measured against it and lost on trained alignment
-embeddings: an HNSW graph (built on one thread for determinism, one graph per direction) was
-3.7× slower than exact search at 100k per side, and cluster lists at full width (IVF)
-needed about half the clusters probed for 98% recall, so they saved nothing.
+embeddings (docs/benchmarks.md, "A narrowed pseudo-pair search"): an HNSW graph (built on one
+thread for determinism, one graph per direction) was slower than exact search at 100k per
+side, and cluster lists at full width (IVF) needed so many clusters probed for 98% recall
+that they saved nothing.
 
-What does pay: trained embeddings hold far fewer directions than columns (a zh_en member's 600
-columns keep 99% of their energy in about 330 directions; a 100k synthetic model's in about
-250). So the search runs on each row's coordinates in the leading directions of both sides
-(width d' < d) and keeps a :data:`SHORTLIST` per row and per column, still in one pass that
-gives both directions; the shortlists are then re-scored at full width and cut to the lists
-asked for. Still all pairs: the products shrink to d'/d, the top-k passes over every score
-do not, so it pays only where the products dominate (100k per side: 1.7× faster than exact,
-99.2% of the exact pairs; DBP15K size: no faster; docs/benchmarks.md).
+What does pay: trained embeddings hold far fewer directions than columns (nearly all their
+energy lies in a fraction of the width, in a zh_en member and in a 100k synthetic model alike;
+same section). So the search runs on each row's coordinates in the leading directions of both
+sides (width d' < d) and keeps a :data:`SHORTLIST` per row and per column, still in one pass
+that gives both directions; the shortlists are then re-scored at full width and cut to the
+lists asked for. Still all pairs: the products shrink to d'/d, the top-k passes over every score
+do not, so it pays only where the products dominate (faster than exact at 100k per side with
+nearly all of the exact pairs, no faster at DBP15K size; docs/benchmarks.md, same section).
 
 Recall is measured, not assumed: before the search, a sample of rows of each side is searched
 both ways and the narrowest :data:`ENERGY` level whose re-scored lists hold

@@ -8,9 +8,10 @@ in different orders at matrix edges, so two identical embeddings can score a las
 and then the higher one comes first.
 
 Backends: torch (always there) and faiss ``IndexFlatIP`` (optional extra), which ``auto``
-picks for plain cosine: on this project's 2-core CPU it took 3.3–3.6 s against torch's
-4.1–5.5 s for 30k × 30k at dim 300, and it needs no 128 MiB block buffer. CSLS always runs
-on torch blocks: faiss would need a third pass for r_Q and measured twice as slow.
+picks for plain cosine: on this project's 2-core CPU it was faster than torch's blocks
+(docs/benchmarks.md, "Ingest, predict, search and image features"), and it needs no 128 MiB
+block buffer. CSLS always runs on torch blocks: faiss would need a third pass for r_Q and
+measured slower (same section).
 """
 
 from __future__ import annotations

@@ -56,8 +56,9 @@ class ScheduleConfig(Section):
     chunks_per_step: int = 0  # loss chunks per optimiser step; 0: one step per epoch over all of them
     # Pairs in an epoch's loss: every seed (a fresh sample of this many when there are more),
     # then a fresh sample of the pseudo pairs up to this many in all, but never fewer pseudo
-    # pairs than seeds (so iterative training goes on when the seeds alone fill the cap); 0: all. 7,000 against 14,000: the same test H@1 on zh_en
-    # (0.791 / 0.795 for one model) at two loss chunks a late epoch instead of four.
+    # pairs than seeds (so iterative training goes on when the seeds alone fill the cap); 0: all.
+    # 7,000 against 14,000: about the same test H@1 on zh_en for one model at two loss chunks a
+    # late epoch instead of four (docs/benchmarks.md, "On the AMD EPYC, AVX2 only (2026-12-04)").
     max_pairs: int = 7000
     # Pseudo pairs in an epoch's loss: at most this many per seed pair (0: all). A ratio, not a
     # count, so it scales with the seeds.
@@ -91,8 +92,9 @@ class ComputeConfig(Section):
     # exact (docs/benchmarks.md).
     ann_from: int = 75000
     # The pseudo-pair search's own threshold (unpaired entities on both sides), from which it
-    # runs narrowed (:mod:`mmalign.search.narrow`, where that reaches its sampled recall): 1.7×
-    # faster than exact at 77,500 a side, no faster at DBP15K size (docs/benchmarks.md).
+    # runs narrowed (:mod:`mmalign.search.narrow`, where that reaches its sampled recall): faster
+    # than exact at 77,500 a side, no faster at DBP15K size (docs/benchmarks.md, "A narrowed
+    # pseudo-pair search").
     # 0: always exact.
     pseudo_ann_from: int = 75000
 
@@ -109,13 +111,14 @@ class TrainConfig(Section):
 
     seed: int = 2023
     # Independently seeded models whose embeddings are concatenated (an ensemble); one model is
-    # an ensemble of one. Two members: DBP15K test H@1 0.804 / 0.811 against one model's
-    # 0.789 / 0.789 on zh_en / ja_en, at twice the training time (docs/benchmarks.md).
+    # an ensemble of one. Two members: higher DBP15K test H@1 than one model on zh_en and ja_en,
+    # at twice the training time (docs/benchmarks.md, "The benchmark over time" and "Ensemble of
+    # two models (2026-11-25)").
     members: int = 2
-    # Each member after the first starts with the previous member's final pseudo pairs: about
-    # half the epochs, but the members then agree and their concatenation gains nothing over
-    # the last one (test H@1 0.799 / 0.797 / 0.681 against independent members' 0.804 / 0.811 /
-    # 0.700 on zh_en / ja_en / DB15K, docs/benchmarks.md), so it stays off.
+    # Each member after the first starts with the previous member's final pseudo pairs: fewer
+    # epochs, but the members then agree and their concatenation gains nothing over the last
+    # one (lower test H@1 than a pair of independent members on zh_en, ja_en and DB15K;
+    # docs/benchmarks.md, "Warm-started members (2026-12-04)"), so it stays off.
     warm_start: bool = False
     variant: Variant = Variant.CODE
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -9,8 +9,8 @@ averages the members' cosines.
 With ``warm_start`` (off by default) a member after the first starts with the previous
 member's final pseudo pairs instead of waiting for its own: a fresh model trained from its
 first epoch on the seeds and thousands of mostly right pairs ends above the model that found
-them, in about half the epochs, but it then makes the same mistakes, and the ensemble gains
-nothing over it (docs/benchmarks.md).
+them, in fewer epochs, but it then makes the same mistakes, and the ensemble gains nothing
+over it (docs/benchmarks.md, "Warm-started members (2026-12-04)").
 """
 
 from __future__ import annotations

@@ -119,7 +119,8 @@ def contracted_parts(triples: np.ndarray, n_entities: int, n1: int, seeds: np.nd
 
     Two balance constraints, KG1 and KG2 entities, so that every part holds both KGs in
     proportion. Where the graph has communities (real KGs), an entity and its counterpart
-    share seed neighbours and land in one part (zh_en: 93% of the validation pairs at 4 parts).
+    share seed neighbours and land in one part (on zh_en nearly all the validation pairs;
+    docs/benchmarks.md, "Partitioned training").
     """
     vertex = np.arange(n_entities, dtype=np.int64)
     vertex[seeds[:, 1]] = seeds[:, 0]
@@ -137,7 +138,8 @@ def following_parts(triples: np.ndarray, n_entities: int, n1: int, seeds: np.nda
     in, ``rounds`` times outwards from the seeds; what no round reaches is dealt round robin.
     Where a graph has no communities, one METIS cut of the union may put the two KGs' halves
     of one region in different parts, while this keeps the KG2 side tied to the seeds
-    (a synthetic 100k pair: 47% of the validation pairs in one part at 4 parts, against 3%).
+    (on a synthetic 100k pair far more of the validation pairs land in one part than with the
+    union's cut; docs/benchmarks.md, "Partitioned training").
     """
     in1 = (triples[:, 0] < n1) & (triples[:, 2] < n1)
     part_of = np.full(n_entities, -1, dtype=np.int64)

@@ -51,8 +51,9 @@ class PseudoConfig(Section):
 
     iterative: bool = True
     # Checks at epochs 30, 40, 50, ...; pairs mutual at both checks of a 20-epoch window join at
-    # 40, 60, 80, ... On zh_en validation H@1 plateaus by epoch ~40 on the seeds alone, so the
-    # spec's 50 + 50-epoch window spent 60 epochs waiting (docs/benchmarks.md).
+    # 40, 60, 80, ... On zh_en validation H@1 on the seeds alone plateaus long before the spec's
+    # 50 + 50-epoch window lets its first pairs join: epochs spent waiting (docs/benchmarks.md,
+    # "Early choices").
     start: int = 20
     check_every: int = 10
     window: int = 20
@@ -62,7 +63,7 @@ class PseudoConfig(Section):
     # pseudo pairs renewed at every check").
     slide: bool = False
     pool: PseudoPool = PseudoPool.ALL
-    # zh_en test H@1 0.779 against 0.765 for adding (docs/benchmarks.md).
+    # Higher zh_en test H@1 than adding (docs/benchmarks.md, "Early choices").
     refresh: bool = True
     score: PseudoScore = PseudoScore.CSLS
 

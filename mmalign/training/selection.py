@@ -36,10 +36,9 @@ class SelectionConfig(Section):
     # Stop after ``patience`` evaluations without a gain of ``min_delta`` in validation H@1 over
     # the H@1 of the last gain (the selected model is still the best one, however small its
     # lead), but never before ``min_epochs``. Validation ranks by CSLS, which keeps creeping up
-    # for a hundred epochs after the test pairs' Sinkhorn ranking has stopped gaining; a gain
-    # of 0.01 (4.5 of DBP15K's 450 pairs) per two evaluations ends DBP15K members after
-    # 100-150 epochs instead of 160-220 at the same test H@1 of the members' pair
-    # (docs/benchmarks.md, "When training stops").
+    # long after the test pairs' Sinkhorn ranking has stopped gaining; a gain of 0.01 (4.5 of
+    # DBP15K's 450 pairs) per two evaluations ends DBP15K members much sooner at the same test
+    # H@1 of the members' pair (docs/benchmarks.md, "When training stops").
     patience: int = 2
     min_delta: float = 0.01
     min_epochs: int = 100  # iterative training needs time: pseudo pairs join at 40, 60, 80 and 100
@@ -73,8 +72,8 @@ class Selector:
     # and then drifts down while the structure learns the pairs names miss, and favours the
     # heaviest name weight: it cannot judge the model. Then the trained direct weight is kept
     # and the latest evaluation is selected (training ends at min_epochs, as validation stops
-    # gaining). On zh_en the best validation epochs (10-20) tested 0.783-0.850 over all gold
-    # pairs, the last epoch 0.917; on DB15K 0.987 against 0.995 (docs/benchmarks.md).
+    # gaining). On zh_en and DB15K the last epoch tested better over all gold pairs than the
+    # best validation epochs, the first few (docs/benchmarks.md, "Training without seed pairs").
     names_validation: bool = False
     best_score: list[float] = field(default_factory=lambda: [-1.0, -1.0])
     best_epoch: int = -1
