@@ -283,7 +283,7 @@ def _floor(index: ClusterIndex, queries: Tensor, probe: Tensor, shortlist: int) 
     best = torch.full((n * width, per_cluster), float("-inf"))
     for pairs, lo, hi in _by_cluster(index, probe):
         kept = min(per_cluster, hi - lo)
-        best[pairs, :kept] = (queries[pairs // width] @ index.narrow[lo:hi].T).topk(kept, dim=1).values
+        best[pairs, :kept] = (queries.index_select(0, pairs // width) @ index.narrow[lo:hi].T).topk(kept, dim=1).values
     return best.view(n, width * per_cluster).topk(shortlist, dim=1).values[:, -1]
 
 
@@ -295,7 +295,7 @@ def _members_above(index: ClusterIndex, queries: Tensor, probe: Tensor,
     floors = floor.numpy()
     for pairs, lo, hi in _by_cluster(index, probe):
         who = pairs // probe.shape[1]
-        scores = queries[who] @ index.narrow[lo:hi].T
+        scores = queries.index_select(0, who) @ index.narrow[lo:hi].T
         # A fraction of a percent of the pairs pass: numpy's comparison and flatnonzero find
         # them several times faster than torch's broadcast comparison and nonzero.
         flat = torch.from_numpy(np.flatnonzero(scores.numpy() >= floors[who.numpy(), None]))

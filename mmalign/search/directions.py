@@ -44,6 +44,12 @@ def rescore(queries: Tensor, others: Tensor, shortlist: Tensor, k: int, block: i
     """Each query's ``k`` best rows of its shortlist by full-width inner product, best first.
 
     A shortlist entry of -1 (fewer candidates found than the list holds) never ranks.
+
+    The cost is reading each shortlisted row once, scattered over ``others``: the rows are
+    gathered with ``index_select`` (faster than indexing's gather on the CPU) and each dot
+    product is a multiply and a sum over the gathered copy in place (a batch of one-column
+    products runs slower on the CPU than that pass over the same memory; docs/benchmarks.md,
+    "Approximate nearest-neighbour search").
     """
     k = min(k, shortlist.shape[1])
     values = torch.empty(len(queries), k)
@@ -52,7 +58,8 @@ def rescore(queries: Tensor, others: Tensor, shortlist: Tensor, k: int, block: i
     for start in range(0, len(queries), step):
         rows = shortlist[start : start + step]
         missing = rows < 0
-        scores = torch.bmm(others[rows.clamp(min=0)].float(), queries[start : start + step, :, None].float()).squeeze(2)
+        gathered = others.index_select(0, rows.clamp(min=0).flatten()).float().view(*rows.shape, -1)
+        scores = gathered.mul_(queries[start : start + step, None, :].float()).sum(2)
         scores.masked_fill_(missing, float("-inf"))
         top, pick = scores.topk(k, dim=1)
         values[start : start + len(rows)], index[start : start + len(rows)] = top, rows.gather(1, pick)
