@@ -311,11 +311,14 @@ def _best_per_query(who: Tensor, values: Tensor, members: Tensor, n_queries: int
     """Each query's ``shortlist`` best rows among the entries naming it, best first; -1 where it
     has fewer.
 
-    One sort on ``query + (1 − score) / 4`` in float64: by query, then by score descending
-    (scores of unit rows lie in [−1, 1]; scores closer than about 2^-30 keep the entries' order,
-    and the full-width re-scoring orders the shortlist anyway).
+    One sort on an integer key, the query in the high bits and ``1 − score`` in steps of
+    2^-31 below them: by query, then by score descending (scores of unit rows lie in [−1, 1];
+    scores closer than a step keep the entries' order, and the full-width re-scoring orders the
+    shortlist anyway). Integer keys sort by radix, several times faster than the same order
+    as float keys, and the sort is a large share of the probing's time past the products.
     """
-    order = (who.double() + (1 - values.double()) / 4).argsort(stable=True)
+    gap = ((1 - values.double()).clamp_(0, 2) * 2.0**31).long()  # below 2^33
+    order = ((who << 33) | gap).argsort(stable=True)
     who, members = who[order], members[order]
     counts = torch.bincount(who, minlength=n_queries)
     rank = torch.arange(len(who)) - (counts.cumsum(0) - counts)[who]
