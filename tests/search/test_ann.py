@@ -130,3 +130,26 @@ def test_ann_from_is_a_checked_setting() -> None:
         TrainConfig.build({"ann_from": -1})
     with pytest.raises(MMAlignError, match="ann_from must be a whole number"):
         TrainConfig.build({"compute.ann_from": "many"})
+
+
+def test_each_querys_shortlist_holds_its_best_entries_by_score() -> None:
+    generator = torch.Generator().manual_seed(5)
+    who = torch.randint(0, 40, (5000,), generator=generator)
+    values = torch.rand(5000, generator=generator) * 2 - 1
+    members = torch.randperm(5000, generator=generator)
+    best = ann._best_per_query(who, values, members, 41, 16)
+    for query in range(41):
+        mine = torch.nonzero(who == query).flatten()
+        expected = members[mine[values[mine].argsort(descending=True, stable=True)][:16]]
+        assert torch.equal(best[query, : len(expected)], expected)
+        assert (best[query, len(expected) :] == -1).all()  # query 40 names no entry
+
+
+def test_scores_at_and_past_the_unit_bounds_keep_their_query_and_order() -> None:
+    # Rounding can put a narrowed score of unit rows a little past ±1: the key's score part
+    # must not spill into the query bits.
+    who = torch.tensor([0, 0, 0, 1, 1, 1])
+    values = torch.tensor([-1.0000001, 1.0000001, 0.5, -1.0000001, -0.25, 1.0])
+    members = torch.tensor([10, 11, 12, 20, 21, 22])
+    best = ann._best_per_query(who, values, members, 2, 3)
+    assert best.tolist() == [[11, 12, 10], [22, 21, 20]]

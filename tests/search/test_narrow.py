@@ -60,3 +60,13 @@ def test_rescoring_orders_a_shortlist_by_full_width_products() -> None:
     exact = (queries @ others.T).topk(4, dim=1)
     torch.testing.assert_close(values, exact.values)
     assert torch.equal(index, exact.indices)
+
+
+def test_rescoring_skips_missing_entries_over_several_steps() -> None:
+    queries, others = unit(700, 16, seed=5), unit(60, 16, seed=6)
+    shortlist = torch.arange(60).repeat(700, 1)
+    shortlist[:, 50:] = -1  # fewer candidates found than the list holds
+    values, index = directions.rescore(queries, others, shortlist, 5, 256)  # steps of 64 queries
+    exact = (queries @ others[:50].T).topk(5, dim=1)
+    torch.testing.assert_close(values, exact.values)
+    assert torch.equal(index, exact.indices)
