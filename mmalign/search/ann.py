@@ -270,6 +270,13 @@ def _by_cluster(index: ClusterIndex, probe: Tensor) -> Iterator[tuple[Tensor, in
         first += count
 
 
+def _cluster_scores(index: ClusterIndex, queries: Tensor, who: Tensor, lo: int, hi: int) -> Tensor:
+    """Narrowed scores of the queries ``who`` against the members ``lo:hi`` of one cluster, in
+    one matrix product. The rows are gathered with ``index_select``, faster than indexing's
+    gather on the CPU."""
+    return queries.index_select(0, who) @ index.narrow[lo:hi].T
+
+
 def _floor(index: ClusterIndex, queries: Tensor, probe: Tensor, shortlist: int) -> Tensor:
     """Each query's ``shortlist``-th best narrowed score among the best few members of each of
     its clusters in ``probe`` (-inf where they hold fewer).
@@ -283,7 +290,7 @@ def _floor(index: ClusterIndex, queries: Tensor, probe: Tensor, shortlist: int) 
     best = torch.full((n * width, per_cluster), float("-inf"))
     for pairs, lo, hi in _by_cluster(index, probe):
         kept = min(per_cluster, hi - lo)
-        best[pairs, :kept] = (queries.index_select(0, pairs // width) @ index.narrow[lo:hi].T).topk(kept, dim=1).values
+        best[pairs, :kept] = _cluster_scores(index, queries, pairs // width, lo, hi).topk(kept, dim=1).values
     return best.view(n, width * per_cluster).topk(shortlist, dim=1).values[:, -1]
 
 
@@ -295,7 +302,7 @@ def _members_above(index: ClusterIndex, queries: Tensor, probe: Tensor,
     floors = floor.numpy()
     for pairs, lo, hi in _by_cluster(index, probe):
         who = pairs // probe.shape[1]
-        scores = queries.index_select(0, who) @ index.narrow[lo:hi].T
+        scores = _cluster_scores(index, queries, who, lo, hi)
         # A fraction of a percent of the pairs pass: numpy's comparison and flatnonzero find
         # them several times faster than torch's broadcast comparison and nonzero.
         flat = torch.from_numpy(np.flatnonzero(scores.numpy() >= floors[who.numpy(), None]))
