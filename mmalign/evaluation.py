@@ -105,7 +105,7 @@ def rank_pairs(
     ``pairs`` is (P, 2): rows of ``left``, rows of ``right``. ``candidates`` are rows of
     ``right``, sorted and distinct, holding every pair's target (ValueError otherwise).
     By CSLS with ``csls_k`` (cosine at 0) unless ``ranking`` asks for Sinkhorn (then
-candidates outside the Sinkhorn lists follow them in that order).
+    candidates outside the Sinkhorn lists follow them in that order).
     """
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     candidates = np.asarray(candidates, dtype=np.int64)
