@@ -1,0 +1,88 @@
+"""What each validation reading says while one model trains: the stopping rule's, and the output's.
+
+The stopping rule reads validation H@1 ranked by CSLS; the run's output (test pairs,
+``predict``) is ranked by Sinkhorn. Whether a rule stops where the output stops gaining can
+be read off these curves. One member trains a fixed budget (it never stops early) and at
+every validation this prints, beside the rule's CSLS H@1:
+
+- the validation pairs ranked by Sinkhorn over every non-seed entity of both sides (lists of
+  ``ranking.sinkhorn_lists``, the run's Sinkhorn settings, CSLS after the lists), and the
+  seconds that ranking took;
+- the test pairs' H@1 by the run's own test ranking (a diagnostic: nothing here selects).
+
+    python benchmarks/validation_curve.py --work WORK --seeds SEEDS --test TEST [--epochs 130] [--seed 2023]
+
+``WORK`` is an ingested workspace (``benchmarks/train_dbp15k.py --keep DIR`` leaves them),
+trained at the defaults with ``--names none``. Tables: docs/benchmarks.md, "Trials
+dropped on the AMD EPYC (2026-12-06)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mmalign.cli._app import configure_compute  # noqa: E402  (the checkout's, not an installed copy)
+from mmalign.evaluation import hits_mrr  # noqa: E402
+from mmalign.machine import machine_line  # noqa: E402
+from mmalign.search.sinkhorn import sinkhorn_ranks  # noqa: E402
+from mmalign.training import loop, runs  # noqa: E402
+from mmalign.training.config import TrainConfig  # noqa: E402
+from mmalign.training.splits import test_pair_metrics  # noqa: E402
+
+
+def sinkhorn_validation(trainer: loop.Trainer, embeddings: torch.Tensor) -> tuple[float, float]:
+    """Validation H@1 ranked by Sinkhorn over every non-seed entity of both sides, and its seconds."""
+    n1, ranking = trainer.inputs.n1, trainer.config.ranking
+    train, valid = trainer.splits.train, trainer.splits.valid
+    kg1 = np.setdiff1d(np.arange(n1), train[:, 0])
+    kg2 = np.setdiff1d(np.arange(n1, len(embeddings)), train[:, 1])
+    started = time.perf_counter()
+    ranks = sinkhorn_ranks(embeddings[torch.from_numpy(kg1)], embeddings[torch.from_numpy(kg2)],
+                           torch.from_numpy(np.searchsorted(kg2, valid[:, 1])), lists=ranking.sinkhorn_lists,
+                           temperature=ranking.sinkhorn_temperature, iterations=ranking.sinkhorn_iterations,
+                           sides=ranking.sinkhorn_sides, csls_k=trainer.config.selection.csls,
+                           query_rows=torch.from_numpy(np.searchsorted(kg1, valid[:, 0])))
+    return float(hits_mrr(ranks)["hits@1"]), time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--seeds", type=Path, required=True)
+    parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=130)
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    args = parser.parse_args()
+    configure_compute()
+    config = TrainConfig.build({"names": "none", "members": 1, "epochs": args.epochs,
+                                "min_epochs": args.epochs, "seed": args.seed})
+    rows: list[tuple[int, float, float, float, float]] = []
+    validate = loop.Trainer.validate
+
+    def validate_and_read(trainer: loop.Trainer, embeddings: torch.Tensor):
+        metrics, weight = validate(trainer, embeddings)
+        sinkhorn, seconds = sinkhorn_validation(trainer, embeddings)
+        test = test_pair_metrics(embeddings, trainer.splits.test, trainer.config.selection.csls, trainer.config.ranking)
+        rows.append((trainer.epoch + 1, metrics["hits@1"], sinkhorn, float(test["hits@1"]), seconds))
+        return metrics, weight
+
+    loop.Trainer.validate = validate_and_read  # type: ignore[method-assign]
+    runs.train(args.work, args.seeds, config, test=args.test)
+    print(machine_line(config.compute.precision.value))
+    print("| epoch | validation H@1, CSLS (the rule's) | validation H@1, Sinkhorn | test H@1 | Sinkhorn validation s |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for epoch, csls, sinkhorn, test, seconds in rows:
+        print(f"| {epoch} | {csls:.4f} | {sinkhorn:.4f} | {test:.4f} | {seconds:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
