@@ -96,7 +96,8 @@ def _one_process(args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
 def _torchrun(args: list[str], cwd: Path, ranks: int = 2) -> None:
     """``mmalign ARGS`` under torchrun with ``ranks`` processes on this machine."""
     env = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1"}  # what torchrun sets for several ranks on one machine
+           "OMP_NUM_THREADS": "1",  # what torchrun sets for several ranks on one machine
+           "TMPDIR": str(cwd)}  # torchrun's log folder (torchelastic_*) goes with the test's files
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     # --standalone: a local rendezvous on a free port of localhost, gloo over loopback.
