@@ -5,14 +5,11 @@ ranking each validation entity against every KG2 entity outside the training see
 candidate set as hard as the real task (a few hundred validation targets alone saturate
 long before test accuracy does). The best epoch's weights are kept; training stops when it
 has not improved for ``patience`` evaluations after ``min_epochs``, or, when the validation
-pairs were bootstrapped from names, after ``bootstrapped_epochs``. An improvement is a gain
-of ``min_delta`` and of ``min_gain_errors`` standard errors of the validation H@1: on a few
-hundred pairs smaller gains are noise.
+pairs were bootstrapped from names, after ``bootstrapped_epochs``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -44,12 +41,6 @@ class SelectionConfig(Section):
     # H@1 of the members' pair (docs/benchmarks.md, "When training stops").
     patience: int = 2
     min_delta: float = 0.01
-    # ... and a gain of this many standard errors of the validation H@1 at the last gain,
-    # √(p(1 − p) / n) for n validation pairs: 0.03 on DB15K's 253 pairs, where validation
-    # crept up by 0.01 per two evaluations from epoch 100 to 140 while the test pairs' H@1 stood
-    # still; 0.02 on DBP15K's 450, under 0.01 (so min_delta decides) past 2,500 pairs
-    # (docs/benchmarks.md, "When training stops"). 0: min_delta alone.
-    min_gain_errors: float = 1.0
     min_epochs: int = 100  # iterative training needs time: pseudo pairs join at 40, 60, 80 and 100
     # Epochs of a run whose validation pairs were bootstrapped from names (no seed file): their
     # H@1 peaks within a few epochs while the model still gains on the pairs names miss, so
@@ -65,7 +56,6 @@ class SelectionConfig(Section):
         at_least("eval_every", self.eval_every, 1)
         at_least("patience", self.patience, 1)
         at_least("min_delta", self.min_delta, 0)
-        at_least("min_gain_errors", self.min_gain_errors, 0)
         at_least("min_epochs", self.min_epochs, 0)
         at_least("bootstrapped_epochs", self.bootstrapped_epochs, 1)
         at_least("csls", self.csls, 0)
@@ -120,13 +110,13 @@ class Selector:
         """Record an evaluation; True when it is the one selected now (the best so far, H@1 first,
         MRR breaking ties; with ``names_validation`` always: the latest).
 
-        Patience restarts on a gain of :meth:`needed_gain` over the H@1 of its last restart
-        (any better score when that is 0): on a few hundred validation pairs, gains of one
-        pair every few evaluations are mostly noise, yet kept a run going for a hundred epochs.
+        Patience restarts on a gain of ``min_delta`` over the H@1 of its last restart (any
+        better score when 0): on a few hundred validation pairs, gains of one pair every few
+        evaluations are mostly noise, yet kept a run going for a hundred epochs.
         """
         score = [metrics["hits@1"], metrics["mrr"]]
-        needed = self.needed_gain(int(metrics["count"]))
-        gained = score > self.best_score if needed == 0 else metrics["hits@1"] >= self.mark + needed
+        delta = self.config.min_delta
+        gained = score > self.best_score if delta == 0 else metrics["hits@1"] >= self.mark + delta
         self.bad_evals = 0 if gained else self.bad_evals + 1
         if gained:
             self.mark = metrics["hits@1"]
@@ -139,22 +129,13 @@ class Selector:
             return True
         return False
 
-    def needed_gain(self, pairs: int) -> float:
-        """The validation H@1 gain over the last restart's that restarts patience: ``min_delta``,
-        and ``min_gain_errors`` standard errors of that H@1 over ``pairs`` validation pairs."""
-        c = self.config
-        if self.mark < 0 or pairs == 0:  # nothing to gain over yet
-            return c.min_delta
-        return max(c.min_delta, c.min_gain_errors * math.sqrt(self.mark * (1 - self.mark) / pairs))
-
     def stop_reason(self, epoch: int) -> str | None:
         """Why training stops after validating at ``epoch``, or None when it goes on."""
         c = self.config
         if self.names_validation:
             return f"{c.bootstrapped_epochs} epochs, the length of a run with bootstrapped validation pairs" if epoch >= c.bootstrapped_epochs else None
         if self.bad_evals >= c.patience and epoch >= c.min_epochs:
-            gain = ("was not better (H@1, then MRR)" if c.min_delta == 0 and c.min_gain_errors == 0
-                    else f"gained less than {c.min_delta} and {c.min_gain_errors:g} standard error(s)")
+            gain = "was not better (H@1, then MRR)" if c.min_delta == 0 else f"gained less than {c.min_delta}"
             return f"validation H@1 {gain} for {c.patience} evaluations"
         return None
 
