@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mmalign.cli._app import configure_compute  # noqa: E402  (the checkout's, not an installed copy)
-from mmalign.evaluation import hits_mrr  # noqa: E402
+from mmalign.evaluation import hits_mrr, non_seed_targets  # noqa: E402
 from mmalign.machine import machine_line  # noqa: E402
 from mmalign.search.sinkhorn import sinkhorn_ranks  # noqa: E402
 from mmalign.training import loop, runs  # noqa: E402
@@ -40,11 +40,13 @@ from mmalign.training.splits import test_pair_metrics  # noqa: E402
 
 
 def sinkhorn_validation(trainer: loop.Trainer, embeddings: torch.Tensor) -> tuple[float, float]:
-    """Validation H@1 ranked by Sinkhorn over every non-seed entity of both sides, and its seconds."""
+    """Validation H@1 ranked by Sinkhorn over every non-seed entity of both sides, and its seconds.
+
+    The KG2 side is the rule's own validation candidates (:func:`~mmalign.evaluation.non_seed_targets`)."""
     n1, ranking = trainer.inputs.n1, trainer.config.ranking
     train, valid = trainer.splits.train, trainer.splits.valid
     kg1 = np.setdiff1d(np.arange(n1), train[:, 0])
-    kg2 = np.setdiff1d(np.arange(n1, len(embeddings)), train[:, 1])
+    kg2 = non_seed_targets(np.arange(n1, len(embeddings)), train)
     started = time.perf_counter()
     ranks = sinkhorn_ranks(embeddings[torch.from_numpy(kg1)], embeddings[torch.from_numpy(kg2)],
                            torch.from_numpy(np.searchsorted(kg2, valid[:, 1])), lists=ranking.sinkhorn_lists,
