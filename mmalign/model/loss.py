@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch.nn.functional import cross_entropy, normalize
 
 from mmalign.settings import Choice
+from mmalign.sparse import SparsePattern, csr_times
 
 
 class Loss(Choice):
@@ -72,14 +76,35 @@ def _similarities(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     return sims
 
 
+FLOOR_LOGIT = -80.0
+"""Each standardised logit, shifted by its anchor's largest, is raised to at least this before
+``exp``: ``exp`` is several times slower on far-negative inputs on the CPU. The floor is part of
+the loss's gradient, not only of its speed: an anchor whose positive lies more than ``-FLOOR_LOGIT``
+above every negative has all its negatives at the floor, and so pushes them all equally (the
+normalised weights of an all-floor anchor are uniform); computing the shift from the negatives
+alone, which keeps only the hardest, trained DBP15K zh_en to a lower H@1 (docs/benchmarks.md,
+"The loss's gradient, sparse")."""
+
+NEGLIGIBLE = math.exp(-20.0)
+"""A negative whose weight is below this share of its anchor's summed weights (and above the
+floor) is left out of the gradient: the weights of each anchor change by at most
+``B · NEGLIGIBLE`` of their sum (below 1e-5 at B = 7,000). What is left is a few entries per
+anchor, so the backward's two B × B × d products become sparse ones (same section)."""
+
+
 class _HardSample(torch.autograd.Function):
     """Dual-AMN's normalised hard-sample loss over one chunk, gradient formed in the forward.
 
     For a left anchor i and every right row j != i: z_ij = λ (S_ij − mean_j S_ij) / std_j S_ij
     with the statistics held constant, and the loss is logsumexp_j z_ij; the positive enters
     through d(S_ij − S_ii), so its gradient is −λ/std_i whatever its rank (no saturation once
-    it ranks first, unlike InfoNCE). The same along columns for right anchors. The losses are
-    differentiated right away, so only the B × B gradient is kept, not softmax, logits and masks.
+    it ranks first, unlike InfoNCE). The same along columns for right anchors.
+
+    The B × B gradient is never kept whole. It is each direction's weights, which are the
+    floor's share for every negative (:data:`FLOOR_LOGIT`: the same for all of an anchor's
+    negatives) plus the part above it (a few hard negatives per anchor, :data:`NEGLIGIBLE`
+    left out), and the positives' terms on the diagonal. The floor's share and the diagonal
+    multiply the embeddings in O(B × d); the part above the floor is one sparse matrix.
     """
 
     @staticmethod
@@ -87,8 +112,9 @@ class _HardSample(torch.autograd.Function):
         sims = _similarities(left, right)
         sims = sims.float() if sims.dtype in (torch.bfloat16, torch.float16) else sims
         n = len(sims)
-        grad = None
+        floor = math.exp(FLOOR_LOGIT)
         total = sims.new_zeros(())
+        floors, diagonal, entries = [], sims.new_zeros(n), []
         # Both directions' statistics first: the column pass's B × B temporary is gone before
         # the weights exist (one block-sized buffer less at the loss's peak).
         stats = {dim: _std_mean(sims, dim) for dim in (1, 0)}
@@ -96,29 +122,56 @@ class _HardSample(torch.autograd.Function):
             std, mean = stats[dim]
             factor = scale / std.clamp_min(1e-6)
             top = sims.amax(dim, keepdim=True)
-            # z − max z = (S − max S)·factor: the mean only shifts the logsumexp. exp is several
-            # times slower on far-negative inputs here, and below e^-80 a weight is zero anyway.
-            # The last direction overwrites the similarities, which nothing needs after it:
-            # two B × B buffers at the peak instead of three (196 MB less at B = 7,000).
+            # z − max z = (S − max S)·factor: the mean only shifts the logsumexp. The last
+            # direction overwrites the similarities, which nothing needs after it.
             weights = sims.sub_(top) if dim == 0 else sims - top
-            weights.mul_(factor).clamp_min_(-80.0).exp_()
-            weights.diagonal().zero_()  # the positive is not its own negative
+            weights.mul_(factor).clamp_min_(FLOOR_LOGIT)
+            weights.diagonal().fill_(float("-inf"))  # the positive is not its own negative
+            weights.exp_()
             sums = weights.sum(dim, keepdim=True)
             total += (sums.log() + (top - mean) * factor).sum() / n
-            # 1/n (the mean over anchors) folded in here: one pass over B × B less.
-            weights.mul_(factor / (sums * n))
-            grad = weights if grad is None else grad.add_(weights)
-            grad.diagonal().sub_(factor.flatten() / n)
-        del sims, weights
-        ctx.save_for_backward(left, right, grad.to(left.dtype))
+            # 1/n, the mean over anchors, folded into each anchor's share of its weights.
+            share = (factor / (sums * n)).flatten()
+            cut = (sums * NEGLIGIBLE).clamp_min_(floor)
+            flat = _above(weights, cut)
+            rows, cols = flat // n, flat % n
+            anchors = rows if dim == 1 else cols
+            entries.append((rows, cols, (weights.view(-1)[flat] - floor) * share[anchors]))
+            floors.append(share * floor)
+            diagonal -= factor.flatten() / n
+            del weights
+        del sims
+        rows, cols, values = (torch.cat(parts) for parts in zip(*entries))
+        ctx.save_for_backward(left, right, rows, cols, values, *floors, diagonal)
         return total
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        left, right, grad = ctx.saved_tensors
-        # Scaled after the products: B × d multiplies instead of B × B (exact for the usual 1).
-        scale = grad_output.to(grad.dtype)
-        return (grad @ right) * scale, (grad.T @ left) * scale, None
+        left, right, rows, cols, values, by_left, by_right, diagonal = ctx.saved_tensors
+        n = len(left)
+        pattern = SparsePattern(rows, cols, n, n).to(left.device)
+        # Off the diagonal every entry (i, j) holds by_left[i] + by_right[j]: the floors' share.
+        own = (diagonal - by_left - by_right)[:, None]
+        scale = grad_output.to(values.dtype)
+        grads = []
+        for matrix, other, mine, theirs in ((pattern.matrix(values), right, by_left, by_right),
+                                            (pattern.matrix_t(values), left, by_right, by_left)):
+            other = other.to(values.dtype)  # float32 for bfloat16 inputs, as the forward
+            grad = csr_times(matrix, other)
+            grad += mine[:, None] * other.sum(0) + theirs @ other + own * other
+            grads.append((grad * scale).to(left.dtype))
+        return grads[0], grads[1], None
+
+
+def _above(weights: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
+    """Flat positions of the entries of ``weights`` above ``cut`` (broadcast along rows or columns).
+
+    A percent or so of the entries pass: on the CPU numpy's comparison and flatnonzero find
+    them faster than torch's comparison and nonzero.
+    """
+    if weights.device.type != "cpu":
+        return torch.nonzero((weights > cut).view(-1)).flatten()
+    return torch.from_numpy(np.flatnonzero(weights.numpy() > cut.numpy()))
 
 
 def _std_mean(sims: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:

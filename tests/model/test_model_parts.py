@@ -12,7 +12,7 @@ from mmalign.graph import build_graph
 from mmalign.model.fusion import AdaptiveWeights, LowRankFusion
 from mmalign.model.config import ModelConfig
 from mmalign.model.loginmea import LoginMEA
-from mmalign.model.loss import PRODUCT_COLUMNS, _similarities, icl, infonce, infonce_sym, nhs
+from mmalign.model.loss import FLOOR_LOGIT, PRODUCT_COLUMNS, _similarities, icl, infonce, infonce_sym, nhs
 from mmalign.model.rrea import RREALayer, relation_set_vectors
 
 
@@ -160,6 +160,36 @@ def test_hard_sample_loss_matches_its_autograd_definition() -> None:
     for a, b in zip(torch.autograd.grad(got, (left, right)), torch.autograd.grad(expected, (left, right))):
         assert torch.allclose(a, b, atol=1e-9)
 
+
+
+def test_hard_sample_gradient_keeps_the_floor_of_easy_anchors() -> None:
+    """An anchor whose positive lies far above every negative has them all at the floor and
+    pushes them equally; the sparse gradient equals the dense one with the floor."""
+    torch.manual_seed(0)
+    n, width = 40, 64
+    base = torch.randn(n, width, dtype=torch.float64)
+    base[5:10] = base[:5] + 0.1 * torch.randn(5, width, dtype=torch.float64)  # hard negatives of rows 0-4
+    left = (base + 0.05 * torch.randn(n, width, dtype=torch.float64)).requires_grad_()
+    right = (base + 0.05 * torch.randn(n, width, dtype=torch.float64)).requires_grad_()
+    sims = torch.nn.functional.normalize(left, dim=1) @ torch.nn.functional.normalize(right, dim=1).T
+    eye = torch.eye(n, dtype=torch.bool)
+    gradient, expected, easy = torch.zeros(n, n, dtype=torch.float64), 0.0, []
+    for transposed, anchors_as_rows in ((False, sims.detach()), (True, sims.detach().T)):
+        mean, std = anchors_as_rows.mean(1, keepdim=True), anchors_as_rows.std(1, keepdim=True)
+        factor, top = 30 / std, anchors_as_rows.amax(1, keepdim=True)
+        logits = ((anchors_as_rows - top) * factor).clamp_min(FLOOR_LOGIT)
+        easy.append(bool((logits.masked_fill(eye, FLOOR_LOGIT) == FLOOR_LOGIT).all(1).any()))
+        weights = logits.exp().masked_fill(eye, 0.0)
+        sums = weights.sum(1, keepdim=True)
+        expected += float((sums.log() + (top - mean) * factor).sum()) / n
+        part = weights * factor / (sums * n) - torch.diag(factor.flatten() / n)
+        gradient += part.T if transposed else part
+    assert all(easy)  # some anchors of each direction have every negative at the floor
+    got = nhs(left, right)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+    wanted = torch.autograd.grad((gradient * sims).sum(), (left, right))
+    for a, b in zip(torch.autograd.grad(got, (left, right)), wanted):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize(
