@@ -91,6 +91,12 @@ floor) is left out of the gradient: the weights of each anchor change by at most
 ``B · NEGLIGIBLE`` of their sum (below 1e-5 at B = 7,000). What is left is a few entries per
 anchor, so the backward's two B × B × d products become sparse ones (same section)."""
 
+DENSE_SHARE = 0.02
+"""Above this share of a direction's B × B entries above the floor (an untrained model's
+first epochs, whose similarities are not yet spread), the gradient is kept whole and the
+backward runs the two dense products: the sparse form's extraction and products then cost
+more than they save (same section)."""
+
 
 class _HardSample(torch.autograd.Function):
     """Dual-AMN's normalised hard-sample loss over one chunk, gradient formed in the forward.
@@ -115,6 +121,7 @@ class _HardSample(torch.autograd.Function):
         floor = math.exp(FLOOR_LOGIT)
         total = sims.new_zeros(())
         floors, diagonal, entries = [], sims.new_zeros(n), []
+        dense: torch.Tensor | None = None  # the whole gradient, where it is not sparse
         # Both directions' statistics first: the column pass's B × B temporary is gone before
         # the weights exist (one block-sized buffer less at the loss's peak).
         stats = {dim: _std_mean(sims, dim) for dim in (1, 0)}
@@ -131,22 +138,36 @@ class _HardSample(torch.autograd.Function):
             sums = weights.sum(dim, keepdim=True)
             total += (sums.log() + (top - mean) * factor).sum() / n
             # 1/n, the mean over anchors, folded into each anchor's share of its weights.
-            share = (factor / (sums * n)).flatten()
-            cut = (sums * NEGLIGIBLE).clamp_min_(floor)
-            flat = _above(weights, cut)
+            share = factor / (sums * n)
+            diagonal -= factor.flatten() / n
+            if dim == 1 or not ctx.dense:
+                flat = _above(weights, (sums * NEGLIGIBLE).clamp_min_(floor))
+            if dim == 1:  # the first direction decides for both: their shares are alike
+                ctx.dense = len(flat) > DENSE_SHARE * n * n
+            if ctx.dense:
+                dense = weights.mul_(share) if dense is None else dense.add_(weights.mul_(share))
+                continue
             rows, cols = flat // n, flat % n
             anchors = rows if dim == 1 else cols
-            entries.append((rows, cols, (weights.view(-1)[flat] - floor) * share[anchors]))
-            floors.append(share * floor)
-            diagonal -= factor.flatten() / n
+            entries.append((rows, cols, (weights.view(-1)[flat] - floor) * share.flatten()[anchors]))
+            floors.append(share.flatten() * floor)
             del weights
         del sims
+        if dense is not None:
+            dense.diagonal().add_(diagonal)
+            ctx.save_for_backward(left, right, dense.to(left.dtype))
+            return total
         rows, cols, values = (torch.cat(parts) for parts in zip(*entries))
         ctx.save_for_backward(left, right, rows, cols, values, *floors, diagonal)
         return total
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
+        if ctx.dense:
+            left, right, grad = ctx.saved_tensors
+            # Scaled after the products: B × d multiplies instead of B × B (exact for the usual 1).
+            scale = grad_output.to(grad.dtype)
+            return (grad @ right) * scale, (grad.T @ left) * scale, None
         left, right, rows, cols, values, by_left, by_right, diagonal = ctx.saved_tensors
         n = len(left)
         pattern = SparsePattern(rows, cols, n, n).to(left.device)

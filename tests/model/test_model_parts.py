@@ -12,6 +12,7 @@ from mmalign.graph import build_graph
 from mmalign.model.fusion import AdaptiveWeights, LowRankFusion
 from mmalign.model.config import ModelConfig
 from mmalign.model.loginmea import LoginMEA
+import mmalign.model.loss as loss_module
 from mmalign.model.loss import FLOOR_LOGIT, PRODUCT_COLUMNS, _similarities, icl, infonce, infonce_sym, nhs
 from mmalign.model.rrea import RREALayer, relation_set_vectors
 
@@ -162,9 +163,11 @@ def test_hard_sample_loss_matches_its_autograd_definition() -> None:
 
 
 
-def test_hard_sample_gradient_keeps_the_floor_of_easy_anchors() -> None:
+@pytest.mark.parametrize("dense_share", [0.0, 1.0])  # the gradient kept whole; always sparse
+def test_hard_sample_gradient_keeps_the_floor_of_easy_anchors(monkeypatch, dense_share) -> None:
     """An anchor whose positive lies far above every negative has them all at the floor and
-    pushes them equally; the sparse gradient equals the dense one with the floor."""
+    pushes them equally; the sparse gradient and the whole one equal the plain formula."""
+    monkeypatch.setattr(loss_module, "DENSE_SHARE", dense_share)
     torch.manual_seed(0)
     n, width = 40, 64
     base = torch.randn(n, width, dtype=torch.float64)
