@@ -106,7 +106,8 @@ class _HardSample(torch.autograd.Function):
     through d(S_ij − S_ii), so its gradient is −λ/std_i whatever its rank (no saturation once
     it ranks first, unlike InfoNCE). The same along columns for right anchors.
 
-    The B × B gradient is never kept whole. It is each direction's weights, which are the
+    The B × B gradient is kept whole only where many negatives lie above the floor
+    (:data:`DENSE_SHARE`). Otherwise it is kept as each direction's weights, which are the
     floor's share for every negative (:data:`FLOOR_LOGIT`: the same for all of an anchor's
     negatives) plus the part above it (a few hard negatives per anchor, :data:`NEGLIGIBLE`
     left out), and the positives' terms on the diagonal. The floor's share and the diagonal
