@@ -34,8 +34,15 @@ class Graph:
     set_pattern: SparsePattern
     set_weights: torch.Tensor
     adjacency: SparsePattern  # rows ← cols, RREA aggregation
-    row_set: SparsePattern  # rows × sets, for the reflection term
-    col_set: SparsePattern  # cols × sets, for u_ij · x_j
+    # rows × sets and cols × sets, one entry per distinct (entity, set) pair: an entity's edges
+    # often share a relation set (many neighbours through one relation), and the reflection
+    # term and u_ij · x_j depend on the edge only through that pair, so their sparse products
+    # run over the distinct pairs (fewer entries than edges; docs/benchmarks.md, "Relation
+    # sets shared by an entity's edges"). ``row_pair[e]``/``col_pair[e]``: edge e's entry.
+    row_set: SparsePattern  # for the reflection term
+    row_pair: torch.Tensor
+    col_set: SparsePattern  # for u_ij · x_j
+    col_pair: torch.Tensor
     mean_pattern: SparsePattern  # {i} ∪ undirected neighbours
     mean_weights: torch.Tensor  # 1 / |{i} ∪ N(i)|
     counts: torch.Tensor  # sparse CSR N × N: triples between i and j (both directions)
@@ -45,7 +52,7 @@ class Graph:
         return int(self.rows.numel())
 
     def to(self, device: torch.device) -> "Graph":
-        for name in ("rows", "cols", "edge_set", "set_weights", "mean_weights"):
+        for name in ("rows", "cols", "edge_set", "row_pair", "col_pair", "set_weights", "mean_weights"):
             setattr(self, name, getattr(self, name).to(device))
         for pattern in (self.set_pattern, self.adjacency, self.row_set, self.col_set, self.mean_pattern):
             pattern.to(device)
@@ -74,6 +81,15 @@ def _relation_sets(edge_of_entry: np.ndarray, rels: np.ndarray, n_edges: int) ->
             members.append(np.asarray(key, dtype=np.int64))
         set_of_edge[edge] = table[key]
     return set_of_edge, members
+
+
+def _entity_set_pairs(entities: np.ndarray, sets: np.ndarray, n_entities: int,
+                      n_sets: int) -> tuple[SparsePattern, torch.Tensor]:
+    """The distinct (entity, set) pairs of the edges as an entities × sets pattern (sorted, so
+    its edge order is its CSR order), and each edge's pair."""
+    keys, pair = np.unique(entities * n_sets + sets, return_inverse=True)
+    pattern = SparsePattern(torch.from_numpy(keys // n_sets), torch.from_numpy(keys % n_sets), n_entities, n_sets)
+    return pattern, torch.from_numpy(pair.reshape(-1).astype(np.int64))
 
 
 def build_graph(triples: np.ndarray, n_entities: int, n_relations: int) -> Graph:
@@ -115,6 +131,8 @@ def build_graph(triples: np.ndarray, n_entities: int, n_relations: int) -> Graph
 
     rows_t, cols_t, set_t = (torch.from_numpy(a) for a in (edge_rows, edge_cols, edge_set))
     n_sets = len(members)
+    row_set, row_pair = _entity_set_pairs(edge_rows, edge_set, n_entities, n_sets)
+    col_set, col_pair = _entity_set_pairs(edge_cols, edge_set, n_entities, n_sets)
     return Graph(
         n_entities=n_entities,
         n_relations=n_relations,
@@ -125,8 +143,10 @@ def build_graph(triples: np.ndarray, n_entities: int, n_relations: int) -> Graph
         set_pattern=SparsePattern(torch.from_numpy(set_ids), torch.from_numpy(set_rels), n_sets, 2 * n_relations),
         set_weights=torch.from_numpy(set_weights.astype(np.float32)),
         adjacency=SparsePattern(rows_t, cols_t, n_entities, n_entities),
-        row_set=SparsePattern(rows_t, set_t, n_entities, n_sets),
-        col_set=SparsePattern(cols_t, set_t, n_entities, n_sets),
+        row_set=row_set,
+        row_pair=row_pair,
+        col_set=col_set,
+        col_pair=col_pair,
         mean_pattern=SparsePattern(torch.from_numpy(mean_rows), torch.from_numpy(mean_cols), n_entities, n_entities),
         mean_weights=torch.from_numpy((1.0 / degree[mean_rows]).astype(np.float32)),
         counts=counts,

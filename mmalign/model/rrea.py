@@ -4,7 +4,10 @@ Per layer: ``x_i' = tanh(Σ_j β_ij (I − 2 u_ij u_ijᵀ) x_j)`` where ``u_ij``
 the relation embeddings on edge (i, j) and ``β`` is a softmax over i's edges of ``vᵀ u_ij``.
 The reflection is expanded so that no ``E × d`` tensor exists:
 ``Σ_j β_ij x_j`` is one SpMM, ``s_ij = u_ij · x_j`` is one SDDMM against the (few) distinct
-relation sets, and ``Σ_j β_ij s_ij u_ij`` is one SpMM over (row, relation-set) pairs.
+relation sets, and ``Σ_j β_ij s_ij u_ij`` is one SpMM over (row, relation-set) pairs. Both of
+the latter run over an entity's distinct relation sets rather than its edges (the SDDMM's
+values read back per edge, the SpMM's edge values summed per pair first): the same sums,
+over fewer entries.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class RREALayer(nn.Module):
         # The relation-only score comes before the projection, as it always has: the order ops are
         # built in sets the order their gradients are summed in, and with it the trained bits.
         if self.full:
-            projection = sddmm(graph.col_set, x, set_vectors)  # u_ij · x_j
+            projection = _projection(x, graph, set_vectors)
             v_self, v_neighbour, v_relation = self.attention.view(3, -1, 1)
             per_set = (set_vectors @ torch.cat([v_relation, v_neighbour], dim=1)).index_select(0, graph.edge_set)
             scores = ((x @ v_self).squeeze(1).index_select(0, graph.rows)
@@ -56,20 +59,30 @@ class RREALayer(nn.Module):
                       - 2.0 * projection * per_set[:, 1] + per_set[:, 0])
         else:
             scores = (set_vectors @ self.attention).squeeze(1).index_select(0, graph.edge_set)
-            projection = sddmm(graph.col_set, x, set_vectors)  # u_ij · x_j
+            projection = _projection(x, graph, set_vectors)
         beta = segment_softmax(scores, graph.rows, graph.n_entities)
+        # −2 folded into the edge values (E numbers) rather than applied to an N × d block.
+        reflection = _per_row_pair(-2.0 * beta * projection, graph)
         if torch.is_grad_enabled():
             mixed = spmm(graph.adjacency, beta, x)
-            # −2 folded into the edge values (E numbers) rather than applied to an N × d block.
-            return tanh(mixed + spmm(graph.row_set, -2.0 * beta * projection, set_vectors))
+            return tanh(mixed + spmm(graph.row_set, reflection, set_vectors))
         # Evaluation (the whole-graph forward): the same values a slice of rows at a time, in
         # place, so the layer's only N × d tensor is its output.
-        reflection = -2.0 * beta * projection
         out = torch.empty_like(x)
         for (start, mixing), (_, reflecting) in zip(row_slices(graph.adjacency, beta, SLICE_ROWS),
                                                         row_slices(graph.row_set, reflection, SLICE_ROWS)):
             out[start : start + mixing.shape[0]] = tanh_(csr_times(mixing, x).add_(csr_times(reflecting, set_vectors)))
         return out
+
+
+def _projection(x: torch.Tensor, graph: Graph, set_vectors: torch.Tensor) -> torch.Tensor:
+    """``u_ij · x_j`` of every edge, one dot product per distinct (j, set) pair."""
+    return sddmm(graph.col_set, x, set_vectors).index_select(0, graph.col_pair)
+
+
+def _per_row_pair(values: torch.Tensor, graph: Graph) -> torch.Tensor:
+    """Edge values summed over the edges sharing a (row, relation set) pair: the entries of ``row_set``."""
+    return values.new_zeros(graph.row_set.nnz).index_add(0, graph.row_pair, values)
 
 
 class GATLayer(nn.Module):

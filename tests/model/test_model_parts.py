@@ -39,18 +39,37 @@ def test_graph_edges_and_relation_sets() -> None:
     assert graph.mean_weights[graph.mean_pattern.rows == 5].tolist() == [1.0]
 
 
+def _graph_with_shared_sets():
+    """The tiny graph plus entities 6 and 7, each reaching two neighbours through one relation:
+    edges that share an (entity, relation set) pair on the row side and on the column side."""
+    triples = np.array([[0, 0, 1], [1, 1, 2], [2, 0, 0], [0, 1, 1], [3, 2, 4], [4, 2, 3], [2, 2, 2],
+                        [6, 2, 3], [6, 2, 4], [7, 0, 3], [7, 0, 6]])
+    return build_graph(triples, n_entities=8, n_relations=3)
+
+
+def test_edges_sharing_a_relation_set_share_one_entry() -> None:
+    graph = _graph_with_shared_sets()
+    for pattern, ends, pair in ((graph.row_set, graph.rows, graph.row_pair), (graph.col_set, graph.cols, graph.col_pair)):
+        distinct = sorted(set(zip(ends.tolist(), graph.edge_set.tolist())))
+        assert list(zip(pattern.rows.tolist(), pattern.cols.tolist())) == distinct
+        assert pattern.nnz < graph.n_edges  # entity 6's two edges through relation 2 share one
+        assert torch.equal(pattern.rows[pair], ends) and torch.equal(pattern.cols[pair], graph.edge_set)
+
+
 @pytest.mark.parametrize("attention", ["relation", "full"])
-def test_rrea_reflection_is_orthogonal_and_matches_edge_loop(attention: str) -> None:
+@pytest.mark.parametrize("make_graph", [_tiny_graph, _graph_with_shared_sets])
+def test_rrea_reflection_is_orthogonal_and_matches_edge_loop(attention: str, make_graph) -> None:
     torch.manual_seed(0)
-    graph = _tiny_graph()
-    table = torch.randn(6, 4)
+    graph = make_graph()
+    n = graph.n_entities
+    table = torch.randn(6, 4, requires_grad=True)
     u = relation_set_vectors(graph, table)
-    x = torch.randn(6, 4, requires_grad=True)
+    x = torch.randn(n, 4, requires_grad=True)
     layer = RREALayer(4, attention)
     out = layer(x, graph, u)
     # Reference: explicit per-edge Householder matrices and attention scores.
-    expected = torch.zeros(6, 4)
-    for i in range(6):
+    expected = [torch.zeros(4)] * n
+    for i in range(n):
         edges = (graph.rows == i).nonzero().flatten()
         if len(edges) == 0:
             continue
@@ -66,12 +85,18 @@ def test_rrea_reflection_is_orthogonal_and_matches_edge_loop(attention: str) -> 
             scores.append(scored @ layer.attention.squeeze(1))
         beta = torch.softmax(torch.stack(scores), 0)
         expected[i] = (beta.unsqueeze(1) * torch.stack(messages)).sum(0)
-    assert torch.allclose(out, torch.tanh(expected), atol=1e-5)
+    reference = torch.tanh(torch.stack(expected))
+    assert torch.allclose(out, reference, atol=1e-5)
     assert torch.all(out[5] == 0)  # isolated rows get tanh(0)
-    # The expanded score differentiates like the explicit one (x enters the score when full).
-    grad, = torch.autograd.grad((out ** 2).sum(), x)
-    expected_grad, = torch.autograd.grad((torch.tanh(expected) ** 2).sum(), x)
-    assert torch.allclose(grad, expected_grad, atol=1e-5)
+    # The gradients too: with respect to the entities, the relations and the attention.
+    weights = torch.randn(n, 4)
+    got = torch.autograd.grad((out * weights).sum(), (x, table, layer.attention), retain_graph=True)
+    want = torch.autograd.grad((reference * weights).sum(), (x, table, layer.attention))
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, atol=1e-5)
+    # Without gradients (the whole-graph forward, a slice of rows at a time): the same output.
+    with torch.no_grad():
+        assert torch.allclose(layer(x, graph, u), out, atol=1e-6)
 
 
 @pytest.mark.parametrize("attention", ["relation", "full"])
