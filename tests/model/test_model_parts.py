@@ -305,7 +305,6 @@ def test_reweighting_the_direct_block_equals_training_with_that_weight() -> None
 
 
 def test_direct_block_keeps_inputs_narrower_than_its_width_as_they_are() -> None:
-    graph = _tiny_graph()
     features = [torch.randn(6, 7), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
     model = LoginMEA(_config(dim=8, modal_dim=8, rank=2), [7, 64], 6, 3, direct=[1])  # direct_dim 300
     assert model.direct_width == 64 and not hasattr(model, "direct_projection_1")
@@ -315,7 +314,6 @@ def test_direct_block_keeps_inputs_narrower_than_its_width_as_they_are() -> None
 
 def test_direct_units_are_computed_once_per_input_and_redone_for_new_inputs() -> None:
     torch.manual_seed(0)
-    graph = _tiny_graph()
     first = [torch.randn(6, 7), (torch.rand(6, 64) > 0.7).float().to_sparse_csr()]
     model = LoginMEA(_config(dim=8, modal_dim=8, rank=2, direct_dim=8), [7, 64], 6, 3, direct=[1])
     units = model.direct_units(first)
