@@ -58,3 +58,23 @@ def test_within_returning_freed_memory_a_freed_block_leaves_at_once() -> None:
     if glibc:
         assert _rss_kb() > base + 200_000
     release_freed_memory()
+
+
+def test_keep_free_keeps_a_small_free_heap_warm_and_hands_a_large_one_back(monkeypatch) -> None:
+    from mmalign import allocator
+
+    glibc = allocator.keep_freed_memory()
+    if not glibc:
+        assert allocator.free_heap_bytes() is None or not allocator.release_freed_memory(keep_free=True)
+        return
+    allocator.release_freed_memory()
+    block = torch.ones(8192, 8192)  # 256 MB from the heap, kept after the free
+    del block
+    assert allocator.free_heap_bytes() >= 256 * 2**20
+    before = _rss_kb()
+    monkeypatch.setattr(allocator, "KEEP_FREE_BYTES", 2**62)  # more free than that: kept
+    assert not allocator.release_freed_memory(keep_free=True)
+    assert _rss_kb() > before - 50_000
+    monkeypatch.setattr(allocator, "KEEP_FREE_BYTES", 0)  # any free heap is more: handed back
+    assert allocator.release_freed_memory(keep_free=True)
+    assert _rss_kb() < before - 200_000

@@ -267,9 +267,11 @@ class Trainer:
                 evaluate, search = self.selector.due(epoch, epochs), self.pseudo.due(epoch)
                 reason = None
                 if evaluate or search:
-                    release_freed_memory()  # the check does not stack on the steps' fragments
+                    # The check does not stack on the steps' fragments, nor the steps on the
+                    # check's, where they are large; small ones stay warm (allocator.py).
+                    release_freed_memory(keep_free=True)
                     h1, reason = self._check(epoch, loss, started, evaluate, search)
-                    release_freed_memory()  # nor the steps on the search's
+                    release_freed_memory(keep_free=True)
                     last_h1 = last_h1 if h1 is None else h1
                 self.epoch = epoch
                 task.advance(1, loss=round(loss, 4), valid_h1=last_h1, pseudo=len(self.pseudo.pairs))
