@@ -106,7 +106,7 @@ def reflection_row(work: Path, repeats: int) -> tuple[str, float, float]:
 
     def edges() -> None:
         rows, cols = per_edge
-        rows.sddmm(x, sets)  # the projection u_ij · x_j (over the columns' pattern, as the layer)
+        cols.sddmm(x, sets)  # the projection u_ij · x_j, over the columns' pattern as the layer took it
         csr_times(rows.matrix(values), sets)  # the reflection term
         rows.sddmm(grad, sets)  # its backward: the values' gradient ...
         csr_times(rows.matrix_t(values), grad)  # ... and the set vectors'

@@ -89,7 +89,7 @@ def _entity_set_pairs(entities: np.ndarray, sets: np.ndarray, n_entities: int,
     its edge order is its CSR order), and each edge's pair."""
     keys, pair = np.unique(entities * n_sets + sets, return_inverse=True)
     pattern = SparsePattern(torch.from_numpy(keys // n_sets), torch.from_numpy(keys % n_sets), n_entities, n_sets)
-    return pattern, torch.from_numpy(pair.reshape(-1).astype(np.int64))
+    return pattern, torch.from_numpy(pair.reshape(-1).astype(np.int64, copy=False))
 
 
 def build_graph(triples: np.ndarray, n_entities: int, n_relations: int) -> Graph:
