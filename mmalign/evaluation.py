@@ -52,7 +52,8 @@ class RankMethod(Choice):
 
 @dataclass(frozen=True)
 class RankingConfig(Section):
-    """How test pairs and ``mmalign evaluate`` rank (validation and pseudo pairs keep CSLS)."""
+    """How test pairs, ``mmalign evaluate`` and ``predict`` rank; validation too where it reads
+    Sinkhorn (``selection.reading``); the pseudo-pair search keeps CSLS."""
 
     method: RankMethod = RankMethod.SINKHORN
     # SEU's values (Mao et al., 2021: exp(50 · cos), 10 iterations), not tuned here.

@@ -27,6 +27,10 @@ from mmalign.search.directions import rescore
 from mmalign.search.recall import describe
 
 
+CANDIDATES = 8
+"""Cosines kept per row and column in :func:`mutual_nearest`'s pass, among which the CSLS best
+is picked (see there)."""
+
 COLUMN_BLOCK_BYTES = 64 * 2**20
 """Largest block of scores (all left rows × ``block`` right columns) the column-block pass
 uses; it holds two (the products and their transposed copy). Past it, the pass goes a block
@@ -168,7 +172,7 @@ def narrowed_lists(left: torch.Tensor, right: torch.Tensor, k: int, block: int, 
 
 
 def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024, precision: str = "bf16",
-                   csls_k: int = 0, candidates: int = 8, ann_from: int = 0,
+                   csls_k: int = 0, candidates: int = CANDIDATES, ann_from: int = 0,
                    reporter: Reporter = SILENT) -> tuple[torch.Tensor, torch.Tensor]:
     """Index pairs ``(i, j)`` where ``j`` is i's nearest right row and ``i`` is j's nearest left row.
 
@@ -194,7 +198,21 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024
     if ann_from > 0 and min(len(left), len(right)) >= ann_from:
         lists = narrowed_lists(left, right, m, block, dtype, reporter)
     approximate = lists is not None
-    row_values, row_index, col_values, col_index = lists or top_k_both(left, right.to(dtype).T.contiguous(), m, block, dtype)
+    lists = lists or top_k_both(left, right.to(dtype).T.contiguous(), m, block, dtype)
+    return mutual_from_lists(left, right, lists, csls_k=csls_k, block=block, dtype=dtype, exact=not approximate)
+
+
+def mutual_from_lists(left: torch.Tensor, right: torch.Tensor,
+                      lists: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], *, csls_k: int = 0,
+                      block: int = 1024, dtype: torch.dtype = torch.float32,
+                      exact: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`mutual_nearest` from :func:`top_k_both`'s lists of ``left`` and ``right``, best
+    first (at least ``csls_k`` long; any longer length keeps the pick exact).
+
+    ``exact``: the lists are exact, so a row whose best may lie outside them is searched again
+    in full (see :func:`mutual_nearest`); approximate lists are taken as they are.
+    """
+    row_values, row_index, col_values, col_index = lists
     r_left = r_right = None
     if csls_k:
         r_left, r_right = csls_radii(row_values, csls_k), csls_radii(col_values, csls_k)
@@ -204,7 +222,7 @@ def mutual_nearest(left: torch.Tensor, right: torch.Tensor, *, block: int = 1024
         best_right, row_key = _fold_in_other_side(best_right, row_key, col_values, col_index, r_right)
         best_left, col_key = _fold_in_other_side(best_left, col_key, row_values, row_index, r_left)
         # Pairs in neither list exist only when neither side's lists hold everything.
-        if not approximate and row_values.shape[1] < len(right) and col_values.shape[1] < len(left):
+        if exact and row_values.shape[1] < len(right) and col_values.shape[1] < len(left):
             for best, key, values, radii, queries, others in ((best_right, row_key, row_values, r_right, left, right),
                                                               (best_left, col_key, col_values, r_left, right, left)):
                 unsure = torch.nonzero(key <= values[:, -1]).flatten()

@@ -68,12 +68,29 @@ def sinkhorn_entries(queries: Tensor, candidates: Tensor, *, lists: int, tempera
     :func:`~mmalign.search.topk`), exact otherwise.
     """
     queries, candidates = checked(queries, candidates)
-    n_q, n_c = len(queries), len(candidates)
-    f_values, f_index = topk(queries, candidates, lists, block=block, ann_from=ann_from, reporter=reporter)
+    forward = topk(queries, candidates, lists, block=block, ann_from=ann_from, reporter=reporter)
+    backward = None
+    if sides is ListSides.BOTH:
+        backward = topk(candidates, queries, lists, block=block, ann_from=ann_from, reporter=reporter)
+    return entries_from_lists(forward, backward, len(queries), len(candidates), temperature=temperature,
+                              iterations=iterations)
+
+
+def entries_from_lists(forward: tuple[Tensor, Tensor], backward: tuple[Tensor, Tensor] | None, n_queries: int,
+                       n_candidates: int, *, temperature: float, iterations: int) -> Entries:
+    """:func:`sinkhorn_entries` from lists already found: ``forward`` each query's best
+    (cosines, candidate indices), ``backward`` each candidate's best (cosines, query indices) or
+    None (``sides`` ``queries``); both best first.
+
+    For a caller that has the lists from another search over the same rows (the training's
+    pseudo-pair search, whose one pass gives both sides' lists) and need not search again.
+    """
+    n_q, n_c = n_queries, n_candidates
+    f_values, f_index = forward
     rows, columns = torch.arange(n_q).repeat_interleave(f_index.shape[1]), f_index.flatten()
     cosines, column_top = f_values.flatten(), None
-    if sides is ListSides.BOTH:
-        column_top, b_index = topk(candidates, queries, lists, block=block, ann_from=ann_from, reporter=reporter)
+    if backward is not None:
+        column_top, b_index = backward
         rows = torch.cat([rows, b_index.flatten()])
         columns = torch.cat([columns, torch.arange(n_c).repeat_interleave(b_index.shape[1])])
         cosines = torch.cat([cosines, column_top.flatten()])
@@ -127,6 +144,13 @@ def sinkhorn_ranks(queries: Tensor, candidates: Tensor, targets: Tensor, *, list
         return torch.empty(0, dtype=torch.int64)
     entries = sinkhorn_entries(queries, candidates, lists=lists, temperature=temperature, iterations=iterations,
                                sides=sides, block=block, reporter=reporter)
+    return ranks_in_entries(entries, queries, candidates, targets, query_rows, csls_k=csls_k, block=block,
+                            reporter=reporter)
+
+
+def ranks_in_entries(entries: Entries, queries: Tensor, candidates: Tensor, targets: Tensor, query_rows: Tensor, *,
+                     csls_k: int = 0, block: int = 4096, reporter: Reporter = SILENT) -> Tensor:
+    """:func:`sinkhorn_ranks` from the entries of those queries and candidates (float32 rows)."""
     n_c = len(candidates)
     keys = entries.rows * n_c + entries.columns
     by_key = torch.argsort(keys)

@@ -175,8 +175,8 @@ def _as_it_trained(saved: Mapping[str, Any]) -> dict[str, Any]:
     does, so a run saved before them (nested or flat) resumes without them: members trained
     on every bootstrapped pair, the pseudo-pair search went approximate from ``ann_from``,
     test pairs were ranked by CSLS (so ``mmalign evaluate`` repeats the run's numbers),
-    runs with bootstrapped validation pairs trained ``min_epochs``, and pseudo pairs joined at
-    each window's end only.
+    runs with bootstrapped validation pairs trained ``min_epochs``, pseudo pairs joined at
+    each window's end only, and validation ranked by CSLS, selecting the best of all epochs.
     """
     data = {key: dict(value) if isinstance(value, Mapping) else value for key, value in saved.items()}
     data.setdefault("bootstrap", {}).setdefault("cross_fit", False)
@@ -184,6 +184,8 @@ def _as_it_trained(saved: Mapping[str, Any]) -> dict[str, Any]:
     data.setdefault("pseudo", {}).setdefault("slide", False)
     selection = data.setdefault("selection", {})
     selection.setdefault("bootstrapped_epochs", selection.get("min_epochs", SelectionConfig.bootstrapped_epochs))
+    selection.setdefault("reading", "csls")
+    selection.setdefault("select_from_min_epochs", False)
     compute = data.setdefault("compute", {})
     compute.setdefault("pseudo_ann_from", compute.get("ann_from", ComputeConfig.ann_from))
     return data

@@ -38,7 +38,9 @@ from mmalign.training.config import TrainConfig
 from mmalign.training.inputs import Inputs
 from mmalign.training.loop import BEST, METRICS, Trainer
 from mmalign.training.partitions import Partition, build_partition
-from mmalign.training.splits import Splits, test_pair_metrics, validation_metrics
+from mmalign.training.selection import Reading
+from mmalign.training.splits import Splits, test_pair_metrics
+from mmalign.training.unpaired import read_validation
 
 SUMMARY, EMBEDDINGS = "summary.json", "embeddings.safetensors"
 SUMMARY_FORMAT = 2
@@ -59,6 +61,7 @@ class MemberResult:
     seconds_per_epoch: float
     pseudo_pairs: int
     direct_weight: dict[str, float] | None
+    reading: str = "csls"  # how its validation ranked (summaries written before the setting: CSLS)
 
     def record(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "folder"}
@@ -168,7 +171,8 @@ def _finish_member(trainer: Trainer, seed: int, epochs_run: int, seconds: float)
         trainer.model.load_state_dict(load_file(str(folder / BEST)))
     embeddings = trainer.output_embeddings()
     n1, csls = trainer.inputs.n1, trainer.config.selection.csls
-    valid = validation_metrics(embeddings, trainer.splits, n1, csls)
+    # The selected evaluation's own metrics: the same embeddings, ranked as selection ranked them.
+    valid = trainer.selector.best_metrics or trainer.measure(embeddings)
     test = test_pair_metrics(embeddings, trainer.splits.test, csls, trainer.config.ranking) if trainer.splits.test is not None else None
     best_epoch = trainer.selector.best_epoch
     if test is not None:
@@ -179,6 +183,7 @@ def _finish_member(trainer: Trainer, seed: int, epochs_run: int, seconds: float)
         folder=folder, seed=seed, selected_epoch=best_epoch, epochs_run=trainer.epoch, valid=valid, test=test,
         seconds=round(seconds, 2), seconds_per_epoch=round(seconds / max(epochs_run, 1), 4), pseudo_pairs=int(len(trainer.pseudo.pairs)),
         direct_weight=None if weight is None else {"trained": trainer.config.model.direct_weight, "selected": weight},
+        reading=trainer.reading.value,
     )
     atomic_write_json(folder / SUMMARY, result.record())
     return result
@@ -202,7 +207,9 @@ def _combine(inputs: Inputs, splits: Splits, config: TrainConfig, run_dir: Path,
         valid, test = last.valid, last.test
     else:
         embeddings = _concatenation(members, inputs.n1)
-        valid = validation_metrics(embeddings, splits, inputs.n1, csls)
+        # Ranked as the members were selected, so the two compare.
+        valid = read_validation(Reading(last.reading), embeddings, splits, inputs.n1, config.ranking, csls,
+                                precision.dtype)
         if not splits.names_validation and [last.valid["hits@1"], last.valid["mrr"]] > [valid["hits@1"], valid["mrr"]]:
             valid, test = last.valid, last.test
         else:

@@ -34,8 +34,10 @@ from mmalign.training.inputs import Inputs
 from mmalign.training.partitions import Part, Partition
 from mmalign.training.pseudo import PseudoLabeller
 from mmalign.evaluation import Metrics
-from mmalign.training.selection import Selector
-from mmalign.training.splits import Splits, validation_metrics
+from mmalign.search.ann import use_ann
+from mmalign.training.selection import Reading, Selector
+from mmalign.training.splits import Splits
+from mmalign.training.unpaired import UnpairedLists, read_validation, unpaired_entities, unpaired_lists
 
 BEST = "best.safetensors"
 METRICS = "metrics.jsonl"
@@ -60,6 +62,17 @@ class Trainer:
         self.selector = Selector(config.selection, names_validation=splits.names_validation)
         self.generator = np.random.default_rng(config.seed)
         self.epoch = 0
+        self.reading = self._reading()
+
+    def _reading(self) -> Reading:
+        """The validation reading: ``selection.reading``, ``auto`` resolved (see :class:`Reading`)."""
+        reading = self.config.selection.reading
+        if reading is not Reading.AUTO:
+            return reading
+        left, right = unpaired_entities(self.splits.train, self.inputs.n1, self.inputs.n_entities)
+        shared = (self.partition is None and not self.model.direct_width and not self.splits.names_validation
+                  and not use_ann(len(left), len(right), self.config.compute.pseudo_ann_from))
+        return Reading.SINKHORN if shared else Reading.CSLS
 
     # -- one epoch ---------------------------------------------------------------------
     def step(self) -> float:
@@ -199,9 +212,23 @@ class Trainer:
             return embeddings
         return self.model.reweight_direct(embeddings, weight)
 
-    def validate(self, embeddings: torch.Tensor) -> tuple[Metrics, float | None]:
+    def unpaired_lists(self, embeddings: torch.Tensor) -> UnpairedLists:
+        """The unpaired entities' lists, long enough for Sinkhorn and the pseudo-pair search."""
+        length = max(self.config.ranking.sinkhorn_lists, self.pseudo.list_length)
+        return unpaired_lists(embeddings, self.splits.train, self.inputs.n1, length, self.precision.dtype)
+
+    def measure(self, embeddings: torch.Tensor, lists: UnpairedLists | None = None) -> Metrics:
+        """Validation metrics of ``embeddings`` by the run's reading; ``lists``: their
+        :meth:`unpaired_lists`, when at hand."""
+        config = self.config
+        return read_validation(self.reading, embeddings, self.splits, self.inputs.n1, config.ranking,
+                               config.selection.csls, self.precision.dtype, lists)
+
+    def validate(self, embeddings: torch.Tensor, lists: UnpairedLists | None = None) -> tuple[Metrics, float | None]:
+        """Validation metrics at the direct block's best output weight, and that weight
+        (:meth:`Selector.validate`); ``lists``: :meth:`unpaired_lists` of ``embeddings``, when at hand."""
         def measure(candidate: torch.Tensor) -> Metrics:
-            return validation_metrics(candidate, self.splits, self.inputs.n1, self.config.selection.csls)
+            return self.measure(candidate, lists if candidate is embeddings else None)
 
         reweight = self.model.reweight_direct if self.model.direct_width else None
         return self.selector.validate(embeddings, measure, reweight)
@@ -223,12 +250,14 @@ class Trainer:
         main = distributed.is_main()
         with returning_freed_memory():
             embeddings = self.embeddings() if main else None
-        h1, reason, extra = None, None, {}
+        h1, reason, extra, lists = None, None, {}, None
         if evaluate:
             with returning_freed_memory():
-                metrics, weight = distributed.broadcast_object(self.validate(embeddings) if main else None)
+                if main and self.reading is Reading.SINKHORN:
+                    lists = self.unpaired_lists(embeddings)
+                metrics, weight = distributed.broadcast_object(self.validate(embeddings, lists) if main else None)
             h1 = metrics["hits@1"]
-            extra = {} if weight is None else {"direct_weight": weight}
+            extra = {"reading": self.reading.value, **({} if weight is None else {"direct_weight": weight})}
             if self.selector.observe(epoch, metrics, weight) and main:
                 atomic_save_tensors(self.folder / BEST, self.model.state_dict())
             reason = self.selector.stop_reason(epoch)
@@ -236,7 +265,7 @@ class Trainer:
             if main:
                 part_of = None if self.partition is None else self.partition.part_of
                 self.pseudo.update(embeddings, epoch, self.splits.train, self.inputs.n1, self.inputs.n_entities,
-                                   self.splits.test, part_of)
+                                   self.splits.test, part_of, lists)
             self.pseudo.pairs, self.pseudo.recent = distributed.broadcast_object((self.pseudo.pairs, self.pseudo.recent))
         self.epoch = epoch
         if evaluate and main:

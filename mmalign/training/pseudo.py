@@ -19,7 +19,9 @@ import torch
 
 from mmalign.report import SILENT, Reporter
 from mmalign.search import mutual_nearest
+from mmalign.search.mutual import CANDIDATES, mutual_from_lists
 from mmalign.training.partitions import sides_by_part
+from mmalign.training.unpaired import UnpairedLists
 from mmalign.settings import Choice, Section, at_least
 
 
@@ -50,18 +52,16 @@ class PseudoConfig(Section):
     """Iterative training (``--iterative/--no-iterative`` and the window)."""
 
     iterative: bool = True
-    # Checks at epochs 30, 40, 50, ...; pairs mutual at both checks of a 20-epoch window join at
-    # 40, 60, 80, ... On zh_en validation H@1 on the seeds alone plateaus long before the spec's
-    # 50 + 50-epoch window lets its first pairs join: epochs spent waiting (docs/benchmarks.md,
-    # "Early choices").
-    start: int = 20
+    # Searches at epochs 20, 30, 40, ...; with ``slide`` the pairs mutual at both of the last
+    # two searches (20 epochs of ``window``) are renewed at every one from epoch 30. A model
+    # reaches by epoch 60-80 the test H@1 it had at 100 with pairs renewed at every second
+    # search only, and ends higher (docs/benchmarks.md, "When training stops"); validation
+    # H@1 on the seeds alone plateaus long before the spec's 50 + 50-epoch window lets its
+    # first pairs join ("Early choices").
+    start: int = 10
     check_every: int = 10
     window: int = 20
-    # The window ends at every check (pairs renewed every check_every epochs) instead of at every
-    # window // check_every-th. More accurate, but validation kept gaining for longer, so runs
-    # trained longer: off (docs/benchmarks.md, "A trial dropped on the AMD EPYC (2026-12-05):
-    # pseudo pairs renewed at every check").
-    slide: bool = False
+    slide: bool = True
     pool: PseudoPool = PseudoPool.ALL
     # Higher zh_en test H@1 than adding (docs/benchmarks.md, "Early choices").
     refresh: bool = True
@@ -92,13 +92,27 @@ class PseudoLabeller:
         c = self.config
         return c.iterative and epoch > c.start and epoch % c.check_every == 0
 
+    @property
+    def list_length(self) -> int:
+        """How many of each row's best cosines the search keeps (:func:`~mmalign.search.mutual_nearest`)."""
+        return max(CANDIDATES, self.csls_k)
+
+    def reads(self, lists: UnpairedLists | None, part_of: np.ndarray | None) -> bool:
+        """Whether the search can take its mutual pairs from ``lists`` instead of a pass of its
+        own: they hold the entities it searches (one part, the pool ``all``, ``refresh``). They
+        are exact, so they serve above ``ann_from`` too, where the search would approximate."""
+        c = self.config
+        return lists is not None and part_of is None and c.refresh and c.pool is PseudoPool.ALL
+
     def update(self, embeddings: torch.Tensor, epoch: int, seeds: np.ndarray, n1: int, n_entities: int,
-               test: np.ndarray | None, part_of: np.ndarray | None = None) -> None:
+               test: np.ndarray | None, part_of: np.ndarray | None = None, lists: UnpairedLists | None = None) -> None:
         """Search the not-yet-paired entities after ``epoch`` and, at a window's end, renew the pairs.
 
         ``embeddings``: L2-normalised rows of every entity (global ids); ``seeds``: the training
         pairs, whose entities are never searched; ``part_of``: each entity's part under
-        partitioned training, where pairs are searched within each part only.
+        partitioned training, where pairs are searched within each part only; ``lists``: the
+        unpaired entities' lists from this check's validation, read instead of searching
+        where they serve (:meth:`reads`).
         """
         c = self.config
         used = seeds if c.refresh else np.concatenate([seeds, self.pairs])
@@ -109,11 +123,18 @@ class PseudoLabeller:
             return
         csls_k = self.csls_k if c.score is PseudoScore.CSLS else 0
         found: set[tuple[int, int]] = set()
-        for lefts, rights in sides_by_part(part_of, left, right):
-            if len(lefts) and len(rights):
-                rows, cols = mutual_nearest(embeddings[lefts], embeddings[rights], precision=self.precision, csls_k=csls_k,
-                                            ann_from=self.ann_from, reporter=self.reporter)
-                found |= set(zip(lefts[rows.numpy()].tolist(), rights[cols.numpy()].tolist()))
+        if (lists is not None and self.reads(lists, part_of) and np.array_equal(left, lists.left)
+                and np.array_equal(right, lists.right)):
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+            rows, cols = mutual_from_lists(embeddings[torch.from_numpy(left)], embeddings[torch.from_numpy(right)],
+                                           lists.lists, csls_k=csls_k, dtype=dtype)
+            found = set(zip(left[rows.numpy()].tolist(), right[cols.numpy()].tolist()))
+        else:
+            for lefts, rights in sides_by_part(part_of, left, right):
+                if len(lefts) and len(rights):
+                    rows, cols = mutual_nearest(embeddings[lefts], embeddings[rights], precision=self.precision,
+                                                csls_k=csls_k, ann_from=self.ann_from, reporter=self.reporter)
+                    found |= set(zip(lefts[rows.numpy()].tolist(), rights[cols.numpy()].tolist()))
         if c.slide:
             window = self.recent + [found]
             ready = len(window) == max(c.window // c.check_every, 1)

@@ -33,11 +33,12 @@ ROOT = Path(__file__).resolve().parents[2]
 RELATIVE_LOSS = 1e-4
 FIRST_EPOCH_RELATIVE_LOSS = 1e-6
 EMBEDDING_ATOL = 1e-4
-# Batches of 5 pairs: 4 loss chunks an epoch on the seeds, more once pseudo pairs join at epoch 4;
-# validation at every epoch, so metrics.jsonl holds every epoch's loss.
+# Batches of 5 pairs: 4 loss chunks an epoch on the seeds, more once pseudo pairs join at epoch 6
+# (searches at 4 and 6); validation at every epoch, so metrics.jsonl holds every epoch's loss, and
+# no early stop, so the resumed run has epochs left to train.
 OPTIONS = ["--batch-size", "5", "--dim", "32", "--modal-dim", "32", "--rank", "4", "--eval-every", "1", "--precision", "fp32",
            "--members", "2", "--set", "pseudo.start=2", "--set", "check_every=2", "--set", "window=4", "--set", "min_epochs=0",
-           "--set", "valid_fraction=0.2", "--set", "lr=0.01", "-q"]
+           "--set", "patience=8", "--set", "valid_fraction=0.2", "--set", "lr=0.01", "-q"]
 EPOCHS, PARTIAL = 8, 4
 
 

@@ -294,19 +294,23 @@ def test_runs_saved_before_a_setting_existed_resume_as_they_trained() -> None:
     assert (old.bootstrap.cross_fit, old.compute.pseudo_ann_from) == (False, old.compute.ann_from)
     assert old.pseudo.slide is False
     assert old.ranking.method == "csls"
+    assert old.selection.reading == "csls" and old.selection.select_from_min_epochs is False
 
 
 def test_nested_configs_saved_before_cross_fit_and_pseudo_ann_from_resume_without_them() -> None:
     """A run saved before these settings trained every member on every bootstrapped pair,
     searched pseudo pairs approximately from ``ann_from``, renewed them at each window's end
-    only and ranked test pairs by CSLS;
+    only, ranked test pairs by CSLS and validated by CSLS, selecting among all epochs;
     resumed (or evaluated), it goes on doing so."""
     saved = TrainConfig().to_dict()
     del saved["bootstrap"]["cross_fit"], saved["compute"]["pseudo_ann_from"], saved["ranking"], saved["pseudo"]["slide"]
+    del saved["selection"]["reading"], saved["selection"]["select_from_min_epochs"]
     saved["compute"]["ann_from"] = 1234
     old = TrainConfig.load({"config": saved})
     assert old.bootstrap.cross_fit is False and old.compute.pseudo_ann_from == 1234 and old.pseudo.slide is False
     assert old.ranking.method == "csls" and TrainConfig().ranking.method == "sinkhorn"
+    assert (old.selection.reading, old.selection.select_from_min_epochs) == ("csls", False)
+    assert (TrainConfig().selection.reading, TrainConfig().selection.select_from_min_epochs) == ("auto", True)
     assert "cross_fit" not in saved["bootstrap"]  # the saved data is not changed
 
 
@@ -502,6 +506,53 @@ def test_a_sliding_window_renews_the_pairs_at_every_check_and_survives_a_checkpo
     assert at_35 == {tuple(p) for p in restored.pairs.tolist()}
     assert ((a, b + n1) in at_35 and (b, a + n1) in at_35) is slide
     assert at_35 == at_30 if not slide else {(i, i + n1) for i in free[2:]} <= at_35
+
+
+def test_the_search_reading_validations_lists_finds_the_pairs_of_its_own_pass(workspace) -> None:
+    """With CSLS and with cosine, mutual pairs from the unpaired entities' lists of 50 (the
+    Sinkhorn validation's) are the pairs the search's own pass of 8 finds."""
+    from mmalign.training.unpaired import unpaired_lists
+
+    for score in ("csls", "cosine"):
+        trainer, splits = _trainer(workspace, slide=False, score=score)
+        n1, n_entities = trainer.inputs.n1, trainer.inputs.n_entities
+        n2 = n_entities - n1
+        embeddings = torch.randn(n_entities, 16, generator=torch.Generator().manual_seed(0))
+        embeddings[n1 : n1 + min(n1, n2)] = embeddings[: min(n1, n2)] + 0.8 * torch.randn(min(n1, n2), 16)
+        embeddings = torch.nn.functional.normalize(embeddings, dim=1)
+        lists = unpaired_lists(embeddings, splits.train, n1, 50, torch.float32)
+        found = []
+        for given in (None, lists):
+            labeller = copy.deepcopy(trainer.pseudo)
+            assert labeller.reads(given, None) is (given is not None)
+            for epoch in (25, 30):
+                labeller.update(embeddings, epoch, splits.train, n1, n_entities, None, lists=given)
+            found.append(labeller.pairs.tolist())
+        assert found[0] == found[1] and len(found[0]) > 10, score
+        assert not trainer.pseudo.reads(lists, np.zeros(n_entities, dtype=np.int64))  # partitioned: its own search
+
+
+def test_validation_reads_sinkhorn_where_one_pass_serves_the_search_too(workspace) -> None:
+    from mmalign.training.selection import Reading
+
+    assert _trainer(workspace)[0].reading is Reading.SINKHORN
+    assert _trainer(workspace, reading="csls")[0].reading is Reading.CSLS
+    assert _trainer(workspace, pseudo_ann_from=1)[0].reading is Reading.CSLS  # approximate searches
+    trainer = _trainer(workspace)[0]
+    trainer.model.direct_width = 8  # a names block: each trial output weight would need its own pass
+    assert trainer._reading() is Reading.CSLS
+    with pytest.raises(MMAlignError, match="unknown validation reading 'cosine'"):
+        config(reading="cosine")
+    work, pair = workspace
+    for partitions, reading in ((1, "sinkhorn"), (2, "csls")):  # parts: the search runs part by part
+        result = train(work, pair.seeds, config(epochs=20, min_epochs=20, partitions=partitions))
+        rows = [json.loads(line) for line in (result.run_dir / "members" / "0" / "metrics.jsonl").read_text().splitlines()]
+        valid = [row for row in rows if row["split"] == "valid"]
+        assert [row["reading"] for row in valid] == [reading, reading]
+        member = json.loads((result.run_dir / "members" / "0" / "summary.json").read_text())
+        assert member["reading"] == reading
+        # The member's validation metrics are its selected evaluation's, ranked as selection ranked.
+        assert member["valid"]["hits@1"] == next(r for r in valid if r["epoch"] == member["selected_epoch"])["hits@1"]
 
 
 def test_a_checkpoint_saved_before_sliding_windows_restores_its_window() -> None:
