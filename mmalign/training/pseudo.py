@@ -125,9 +125,8 @@ class PseudoLabeller:
         found: set[tuple[int, int]] = set()
         if (lists is not None and self.reads(lists, part_of) and np.array_equal(left, lists.left)
                 and np.array_equal(right, lists.right)):
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
             rows, cols = mutual_from_lists(embeddings[torch.from_numpy(left)], embeddings[torch.from_numpy(right)],
-                                           lists.lists, csls_k=csls_k, dtype=dtype)
+                                           lists.lists, csls_k=csls_k, dtype=lists.dtype)
             found = set(zip(left[rows.numpy()].tolist(), right[cols.numpy()].tolist()))
         else:
             for lefts, rights in sides_by_part(part_of, left, right):

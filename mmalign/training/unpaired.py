@@ -36,6 +36,7 @@ class UnpairedLists:
     left: np.ndarray  # global ids of the KG1 entities outside the training seeds, sorted
     right: np.ndarray  # global ids of the KG2 entities outside the training seeds, sorted
     lists: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    dtype: torch.dtype  # of the pass's block products: a search of rows the lists leave unsure uses it too
 
 
 def unpaired_entities(train: np.ndarray, n1: int, n_entities: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +54,7 @@ def unpaired_lists(embeddings: torch.Tensor, train: np.ndarray, n1: int, length:
     left, right = unpaired_entities(train, n1, len(embeddings))
     rows = embeddings[torch.from_numpy(left)]
     columns = embeddings[torch.from_numpy(right)].to(dtype).T.contiguous()
-    return UnpairedLists(left, right, top_k_both(rows, columns, length, 1024, dtype))
+    return UnpairedLists(left, right, top_k_both(rows, columns, length, 1024, dtype), dtype)
 
 
 def sinkhorn_validation(unpaired: UnpairedLists, embeddings: torch.Tensor, valid: np.ndarray,
