@@ -27,36 +27,29 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mmalign.cli._app import configure_compute  # noqa: E402  (the checkout's, not an installed copy)
-from mmalign.evaluation import hits_mrr, non_seed_targets  # noqa: E402
+from mmalign.cli.train import _set_pairs  # noqa: E402  (what mmalign train --set parses)
 from mmalign.machine import machine_line  # noqa: E402
-from mmalign.search.sinkhorn import sinkhorn_ranks  # noqa: E402
 from mmalign.training import loop, runs  # noqa: E402
 from mmalign.training.config import TrainConfig  # noqa: E402
+from mmalign.training.selection import Reading  # noqa: E402
 from mmalign.training.splits import test_pair_metrics, validation_metrics  # noqa: E402
+from mmalign.training.unpaired import read_validation  # noqa: E402
 
 
 def sinkhorn_validation(trainer: loop.Trainer, embeddings: torch.Tensor) -> tuple[float, float]:
-    """Validation H@1 ranked by Sinkhorn over every non-seed entity of both sides, and its seconds.
-
-    The KG2 side is the rule's own validation candidates (:func:`~mmalign.evaluation.non_seed_targets`)."""
-    n1, ranking = trainer.inputs.n1, trainer.config.ranking
-    train, valid = trainer.splits.train, trainer.splits.valid
-    kg1 = np.setdiff1d(np.arange(n1), train[:, 0])
-    kg2 = non_seed_targets(np.arange(n1, len(embeddings)), train)
+    """Validation H@1 by the Sinkhorn reading (:func:`~mmalign.training.unpaired.read_validation`,
+    with a pass of its own over the unpaired entities), and its seconds."""
+    config = trainer.config
     started = time.perf_counter()
-    ranks = sinkhorn_ranks(embeddings[torch.from_numpy(kg1)], embeddings[torch.from_numpy(kg2)],
-                           torch.from_numpy(np.searchsorted(kg2, valid[:, 1])), lists=ranking.sinkhorn_lists,
-                           temperature=ranking.sinkhorn_temperature, iterations=ranking.sinkhorn_iterations,
-                           sides=ranking.sinkhorn_sides, csls_k=trainer.config.selection.csls,
-                           query_rows=torch.from_numpy(np.searchsorted(kg1, valid[:, 0])))
-    return float(hits_mrr(ranks)["hits@1"]), time.perf_counter() - started
+    metrics = read_validation(Reading.SINKHORN, embeddings, trainer.splits, trainer.inputs.n1, config.ranking,
+                              config.selection.csls, trainer.precision.dtype)
+    return float(metrics["hits@1"]), time.perf_counter() - started
 
 
 def main() -> None:
@@ -70,7 +63,7 @@ def main() -> None:
                         help="a training setting on top of the defaults, as mmalign train --set")
     args = parser.parse_args()
     configure_compute()
-    extra = dict(item.split("=", 1) for item in args.set)
+    extra = _set_pairs(args.set)
     config = TrainConfig.build({"names": "none", "members": 1, "epochs": args.epochs,
                                 "min_epochs": args.epochs, "seed": args.seed, **extra})
     rows: list[tuple[int, float, float, float, float]] = []
