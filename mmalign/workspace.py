@@ -36,7 +36,6 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 LINKS = "links.tsv"
 FEATURES = "features"
-RUNS = "runs"
 KG_NAMES = ("kg1", "kg2")
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -191,10 +190,6 @@ class Workspace:
         folder = self.path / FEATURES
         folder.mkdir(exist_ok=True)
         return folder
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.path / RUNS
 
     def record_feature(self, kind: str, info: dict[str, Any]) -> None:
         """Atomically set ``manifest["features"][kind] = info`` (re-read first: others may write)."""
